@@ -1,0 +1,28 @@
+import { Module } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { EventBusModule } from '../event-bus/event-bus.module';
+import { HistoryModule } from '../history/history.module';
+import { ChatWorker } from './chat-worker.service';
+import { GenerationRunner } from './generation.runner';
+import { AI_PROVIDER, AiProvider } from './providers/ai-provider';
+import { MockProvider } from './providers/mock.provider';
+import { OllamaProvider } from './providers/ollama.provider';
+
+/** The AI worker (consumer of chat:incoming) and the model providers behind it. */
+@Module({
+  imports: [EventBusModule, HistoryModule],
+  providers: [
+    {
+      provide: AI_PROVIDER,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig): AiProvider =>
+        config.ai.provider === 'mock'
+          ? new MockProvider(config.ai.mockTokenDelayMs)
+          : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
+    },
+    GenerationRunner,
+    ChatWorker,
+  ],
+  exports: [AI_PROVIDER, ChatWorker],
+})
+export class AiModule {}

@@ -1,0 +1,59 @@
+import { GenerationError } from '../generation-error';
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
+function causeCode(err: unknown): string | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    const code = (current as Error & { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    current = (current as Error & { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Turns whatever the `ollama` client threw into a GenerationError with a stable code and a message a
+ * person can act on. `receivedAny` tells whether the stream had started (a failure after that is a
+ * cut stream, not an unreachable server).
+ */
+export function classifyOllamaError(err: unknown, ctx: { host: string; model: string; receivedAny: boolean }): GenerationError {
+  if (err instanceof GenerationError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const status = (err as { status_code?: unknown } | null)?.status_code;
+
+  if (typeof status === 'number') {
+    if (status === 404 && /not found/i.test(message)) {
+      return new GenerationError(
+        'model_not_found',
+        `The model "${ctx.model}" is not available on the Ollama server at ${ctx.host}. ` +
+          `Pull it with \`ollama pull ${ctx.model}\` (or \`npm run model:pull\`), then try again.`,
+        false,
+        { cause: err },
+      );
+    }
+    if (status >= 500) {
+      return new GenerationError('ollama_error', `Ollama failed (HTTP ${status}): ${message}`, true, { cause: err });
+    }
+    return new GenerationError('bad_request', `Ollama rejected the request (HTTP ${status}): ${message}`, false, { cause: err });
+  }
+
+  const code = causeCode(err);
+  if (!ctx.receivedAny && (code && CONNECTION_CODES.has(code) || /fetch failed/i.test(message))) {
+    return new GenerationError(
+      'ollama_unreachable',
+      `Cannot reach Ollama at ${ctx.host}. Is it running? Start it with \`ollama serve\`, or set OLLAMA_HOST to where it runs.`,
+      true,
+      { cause: err },
+    );
+  }
+  if (ctx.receivedAny || /did not receive done|terminated|socket|premature|aborted/i.test(message)) {
+    return new GenerationError(
+      'stream_interrupted',
+      `The answer from Ollama was interrupted: ${message}`,
+      true,
+      { cause: err },
+    );
+  }
+  return new GenerationError('ollama_error', `Ollama failed: ${message}`, true, { cause: err });
+}

@@ -1,0 +1,73 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import type { Response } from 'express';
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+}
+
+/** Errors of ioredis that mean "Redis is not reachable right now". */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  return /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries/i.test(err.message);
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  413: 'Payload Too Large',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** Turns any error into the contract's JSON shape; internals never leak to the client. */
+export function toErrorBody(err: unknown): ErrorBody {
+  if (err instanceof HttpException) {
+    const status = err.getStatus();
+    const response = err.getResponse();
+    let message = err.message;
+    if (typeof response === 'object' && response !== null) {
+      const m = (response as { message?: unknown }).message;
+      if (typeof m === 'string') message = m;
+      else if (Array.isArray(m)) message = m.filter((x) => typeof x === 'string').join('; ');
+    } else if (typeof response === 'string') {
+      message = response;
+    }
+    return { statusCode: status, error: REASONS[status] ?? 'Error', message };
+  }
+  if (isRedisUnavailable(err)) {
+    return { statusCode: 503, error: REASONS[503], message: 'The message store (Redis) is unavailable; retry shortly' };
+  }
+  // body-parser errors carry their own status (malformed JSON, body too large).
+  const status = (err as { status?: unknown; type?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const type = (err as { type?: unknown }).type;
+    const message =
+      type === 'entity.parse.failed' ? 'malformed JSON body' : type === 'entity.too.large' ? 'request body too large' : 'invalid request';
+    return { statusCode: status, error: REASONS[status] ?? 'Error', message };
+  }
+  return { statusCode: 500, error: REASONS[500], message: 'internal error' };
+}
+
+@Catch()
+export class HttpErrorsFilter implements ExceptionFilter {
+  private readonly logger = new Logger('HttpErrors');
+
+  catch(err: unknown, host: ArgumentsHost): void {
+    if (host.getType() !== 'http') return;
+    const body = toErrorBody(err);
+    if (body.statusCode >= 500) {
+      const detail = err instanceof Error ? err.stack ?? err.message : String(err);
+      if (body.statusCode === 503) this.logger.warn(`503: ${err instanceof Error ? err.message : String(err)}`);
+      else this.logger.error(detail);
+    }
+    const response = host.switchToHttp().getResponse<Response>();
+    if (body.statusCode === 503) response.setHeader('Retry-After', '2');
+    response.status(body.statusCode).json(body);
+  }
+}

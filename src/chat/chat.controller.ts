@@ -1,0 +1,61 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
+import {
+  ApiAcceptedResponse,
+  ApiBadRequestResponse,
+  ApiBearerAuth,
+  ApiForbiddenResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiServiceUnavailableResponse,
+  ApiTags,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
+import { SessionAuthGuard } from '../auth/session-auth.guard';
+import { ChatService } from './chat.service';
+import { ErrorResponseDto, HistoryResponseDto } from './dto/history.dto';
+import { SendMessageDto, SendMessageResponseDto } from './dto/send-message.dto';
+import { IdParamPipe } from './session-id.pipe';
+
+@ApiTags('chat')
+@ApiBearerAuth()
+@ApiUnauthorizedResponse({ description: 'Missing or invalid token', type: ErrorResponseDto })
+@ApiForbiddenResponse({ description: 'The token belongs to another session', type: ErrorResponseDto })
+@ApiServiceUnavailableResponse({ description: 'Redis is unreachable; retry shortly', type: ErrorResponseDto })
+@UseGuards(SessionAuthGuard)
+@Controller('chat')
+export class ChatController {
+  constructor(private readonly chat: ChatService) {}
+
+  @Post('send')
+  @HttpCode(202)
+  @ApiOperation({
+    summary: 'Send a message',
+    description:
+      'Queues the message for an AI worker. The answer streams to the session\'s Socket.IO room (namespace /chat) ' +
+      'as chat.started, chat.thinking, chat.delta and finally chat.completed, chat.failed or chat.cancelled.',
+  })
+  @ApiAcceptedResponse({ type: SendMessageResponseDto })
+  @ApiBadRequestResponse({ description: 'Invalid input; the message names the field', type: ErrorResponseDto })
+  send(@Body() body: SendMessageDto): Promise<SendMessageResponseDto> {
+    return this.chat.send(body);
+  }
+
+  @Get(':sessionId/history')
+  @ApiOperation({ summary: 'The conversation so far, oldest first' })
+  @ApiParam({ name: 'sessionId' })
+  @ApiOkResponse({ type: HistoryResponseDto })
+  async history(@Param('sessionId', new IdParamPipe('sessionId')) sessionId: string): Promise<HistoryResponseDto> {
+    return { sessionId, messages: await this.chat.getHistory(sessionId) };
+  }
+
+  @Delete(':sessionId')
+  @HttpCode(204)
+  @ApiOperation({ summary: 'Clear the conversation' })
+  @ApiParam({ name: 'sessionId' })
+  @ApiNoContentResponse({ description: 'History cleared' })
+  async clear(@Param('sessionId', new IdParamPipe('sessionId')) sessionId: string): Promise<void> {
+    await this.chat.clear(sessionId);
+  }
+}

@@ -1,0 +1,99 @@
+import { BeforeApplicationShutdown, Logger } from '@nestjs/common';
+import {
+  ConnectedSocket,
+  MessageBody,
+  OnGatewayConnection,
+  OnGatewayInit,
+  SubscribeMessage,
+  WebSocketGateway,
+  WebSocketServer,
+} from '@nestjs/websockets';
+import type { Namespace, Socket } from 'socket.io';
+import { toErrorBody, ErrorBody } from '../app/http-errors.filter';
+import { validatePayload } from '../app/validation';
+import { SessionTokens } from '../auth/session-tokens.service';
+import { ChatEventMap, ChatEventType, DeliveredEvent } from '../event-bus/envelopes';
+import { isValidId } from '../event-bus/stream-names';
+import { ChatEventsRelay } from './chat-events.relay';
+import { ChatService } from './chat.service';
+import { MessageInputDto } from './dto/send-message.dto';
+
+/** What the server emits: each event's payload plus its eventId. A wrong payload does not compile. */
+export type ServerToClientEvents = { [K in ChatEventType]: (payload: ChatEventMap[K] & { eventId: string }) => void };
+
+interface SocketData {
+  sessionId: string;
+}
+
+type ChatSocket = Socket<Record<string, never>, ServerToClientEvents, Record<string, never>, SocketData>;
+type ChatNamespace = Namespace<Record<string, never>, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export const roomOf = (sessionId: string) => `session:${sessionId}`;
+
+/**
+ * Socket.IO namespace /chat. Auth happens in the handshake middleware (before any room is joined);
+ * each socket joins its session's room; events from chat:outgoing are relayed into rooms only.
+ */
+@WebSocketGateway({ namespace: '/chat' })
+export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeApplicationShutdown {
+  private readonly logger = new Logger(ChatGateway.name);
+  @WebSocketServer() private server: ChatNamespace;
+
+  constructor(
+    private readonly tokens: SessionTokens,
+    private readonly chat: ChatService,
+    private readonly relay: ChatEventsRelay,
+  ) {}
+
+  afterInit(server: ChatNamespace): void {
+    server.use((socket, next) => {
+      this.authenticate(socket).then(
+        (failure) => next(failure ? new Error(failure) : undefined),
+        (err: unknown) => {
+          this.logger.warn(`handshake check failed: ${(err as Error).message}`);
+          next(new Error('unavailable'));
+        },
+      );
+    });
+    this.relay.start((event) => this.emit(event));
+  }
+
+  handleConnection(socket: ChatSocket): void {
+    // Only sockets that passed the middleware get here.
+    void socket.join(roomOf(socket.data.sessionId));
+  }
+
+  @SubscribeMessage('chat.send')
+  async onSend(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ messageId: string } | { error: ErrorBody }> {
+    const input = await validatePayload(MessageInputDto, body);
+    if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
+    try {
+      const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId });
+      return { messageId: result.messageId };
+    } catch (err) {
+      return { error: toErrorBody(err) };
+    }
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.relay.stop();
+    this.server?.disconnectSockets(true);
+  }
+
+  /** Returns an error text for connect_error, or null when the socket may join. */
+  private async authenticate(socket: ChatSocket): Promise<string | null> {
+    const auth: unknown = socket.handshake.auth;
+    const { sessionId, token } = (typeof auth === 'object' && auth !== null ? auth : {}) as Record<string, unknown>;
+    if (!isValidId(sessionId)) return 'unauthorized';
+    const check = await this.tokens.verify(sessionId, token);
+    if (check !== 'ok') return check;
+    socket.data.sessionId = sessionId;
+    return null;
+  }
+
+  private emit(event: DeliveredEvent): void {
+    const payload = { ...event.payload, eventId: event.eventId };
+    // The mapped type pairs each event name with its payload; TS cannot follow the union here.
+    this.server.to(roomOf(event.payload.sessionId)).emit(event.type, payload as never);
+  }
+}

@@ -1,0 +1,64 @@
+import { Environment } from './environment';
+
+/** The service's settings, typed and grouped. Built once from the validated environment. */
+export class AppConfig {
+  readonly http: { port: number; corsOrigins: string[] | null };
+  readonly redis: { url: string; streamMaxLen: number };
+  readonly ai: {
+    provider: 'ollama' | 'mock';
+    ollamaHost: string;
+    model: string;
+    systemPrompt: string;
+    firstTokenTimeoutMs: number;
+    totalTimeoutMs: number;
+    mockTokenDelayMs: number;
+  };
+  readonly worker: { enabled: boolean; concurrency: number; deltaCoalesceMs: number; shutdownGraceMs: number };
+  readonly auth: { mode: 'token' | 'none'; sessionSecret: string | null };
+  readonly limits: {
+    maxMessageChars: number;
+    sessionPerMinute: number;
+    ipPerMinute: number;
+    maxBacklog: number;
+  };
+  readonly history: { maxMessages: number; contextMessages: number; ttlSeconds: number };
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+
+  constructor(env: Environment) {
+    this.http = {
+      port: env.PORT,
+      corsOrigins: env.CORS_ORIGINS
+        ? env.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
+        : null,
+    };
+    this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN };
+    this.ai = {
+      provider: env.AI_PROVIDER,
+      ollamaHost: env.OLLAMA_HOST.replace(/\/+$/, ''),
+      model: env.OLLAMA_MODEL,
+      systemPrompt: env.SYSTEM_PROMPT,
+      firstTokenTimeoutMs: env.OLLAMA_FIRST_TOKEN_TIMEOUT_MS,
+      totalTimeoutMs: env.OLLAMA_TIMEOUT_MS,
+      mockTokenDelayMs: env.MOCK_TOKEN_DELAY_MS,
+    };
+    this.worker = {
+      enabled: env.WORKER_ENABLED,
+      concurrency: env.WORKER_CONCURRENCY,
+      deltaCoalesceMs: env.DELTA_COALESCE_MS,
+      shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    };
+    this.auth = { mode: env.AUTH_MODE, sessionSecret: env.SESSION_SECRET ?? null };
+    this.limits = {
+      maxMessageChars: env.MAX_MESSAGE_CHARS,
+      sessionPerMinute: env.RATE_LIMIT_SESSION_PER_MINUTE,
+      ipPerMinute: env.RATE_LIMIT_IP_PER_MINUTE,
+      maxBacklog: env.MAX_BACKLOG,
+    };
+    this.history = {
+      maxMessages: env.HISTORY_MAX_MESSAGES,
+      contextMessages: env.CONTEXT_MAX_MESSAGES,
+      ttlSeconds: env.HISTORY_TTL_SECONDS,
+    };
+    this.logLevel = env.LOG_LEVEL;
+  }
+}

@@ -1,0 +1,79 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { AppConfig } from '../config/app-config';
+import { ChatEvent, Command, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
+import { RedisConnections } from './redis-connections';
+import { STREAMS, WORKER_GROUP } from './stream-names';
+import { StreamEntry } from './stream-reply';
+
+export interface DeadLetter {
+  /** Where the entry came from. */
+  stream: string;
+  entryId: string;
+  reason: string;
+  sessionId?: string;
+  messageId?: string;
+  /** The original fields, kept so the message can be inspected or replayed. */
+  fields: string[];
+}
+
+/**
+ * Writes to the bus: commands to the workers, events to the gateways, dead letters.
+ * Every stream is bounded with an approximate MAXLEN so Redis memory stays flat.
+ */
+@Injectable()
+export class EventBus {
+  private readonly logger = new Logger(EventBus.name);
+
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** Returns the entry id of the queued command. */
+  async publishCommand(command: Command): Promise<string> {
+    return this.xadd(STREAMS.incoming, encodeCommand(command));
+  }
+
+  /** Returns the event id. */
+  async publishEvent(event: ChatEvent): Promise<string> {
+    return this.xadd(STREAMS.outgoing, encodeEvent(event));
+  }
+
+  async deadLetter(letter: DeadLetter): Promise<void> {
+    const payload = {
+      stream: letter.stream,
+      entryId: letter.entryId,
+      reason: letter.reason,
+      sessionId: letter.sessionId ?? null,
+      messageId: letter.messageId ?? null,
+      fields: letter.fields,
+      at: new Date().toISOString(),
+    };
+    await this.xadd(STREAMS.dead, encodeEnvelope('chat.dead_letter', payload));
+    this.logger.warn(`dead-lettered ${letter.stream} ${letter.entryId}: ${letter.reason}`);
+  }
+
+  /** Acknowledges a command: it will not be delivered again. */
+  async ack(entry: Pick<StreamEntry, 'id'>): Promise<void> {
+    await this.redis.commands.xack(STREAMS.incoming, WORKER_GROUP, entry.id);
+  }
+
+  /**
+   * Creates the workers' consumer group if it does not exist. Starting at 0 means commands queued
+   * before the first worker ever ran are still processed.
+   */
+  async ensureWorkerGroup(connection: Redis = this.redis.commands): Promise<void> {
+    try {
+      await connection.xgroup('CREATE', STREAMS.incoming, WORKER_GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) throw err;
+    }
+  }
+
+  private async xadd(stream: string, fields: string[]): Promise<string> {
+    const id = await this.redis.commands.xadd(stream, 'MAXLEN', '~', this.config.redis.streamMaxLen, '*', ...fields);
+    if (!id) throw new Error(`XADD to ${stream} returned no id`);
+    return id;
+  }
+}

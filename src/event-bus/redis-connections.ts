@@ -1,0 +1,99 @@
+import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Redis, RedisOptions } from 'ioredis';
+import { AppConfig } from '../config/app-config';
+
+/** How long a request may wait on Redis before it fails (the API answers 503 within 2 s). */
+export const COMMAND_TIMEOUT_MS = 1500;
+
+/**
+ * Owns every Redis connection of the process. One shared connection runs ordinary commands and
+ * fails fast while Redis is away (no offline queue); each blocking reader gets a connection of its
+ * own, so a BLOCK never stalls anyone else's commands. All reconnect by themselves.
+ */
+@Injectable()
+export class RedisConnections implements OnApplicationShutdown {
+  private readonly logger = new Logger('Redis');
+  private readonly all = new Set<Redis>();
+  private commandConnection: Redis | null = null;
+
+  constructor(private readonly config: AppConfig) {}
+
+  /** The shared, non-blocking connection. */
+  get commands(): Redis {
+    if (!this.commandConnection) {
+      this.commandConnection = this.open('commands', {
+        enableOfflineQueue: false,
+        commandTimeout: COMMAND_TIMEOUT_MS,
+        maxRetriesPerRequest: 1,
+      });
+    }
+    return this.commandConnection;
+  }
+
+  /** A dedicated connection for blocking reads (XREAD/XREADGROUP BLOCK). Close it with `release`. */
+  openBlocking(name: string): Redis {
+    // The offline queue stays on here: a read issued while reconnecting waits for the connection
+    // instead of spinning on errors; the reader's own loop handles failures.
+    return this.open(name, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+  }
+
+  release(connection: Redis): void {
+    this.all.delete(connection);
+    connection.disconnect(false);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const connections = [...this.all];
+    this.all.clear();
+    this.commandConnection = null;
+    await Promise.all(
+      connections.map(async (c) => {
+        try {
+          if (c.status === 'ready') await c.quit();
+          else c.disconnect(false);
+        } catch {
+          c.disconnect(false);
+        }
+      }),
+    );
+  }
+
+  private open(name: string, extra: Partial<RedisOptions>): Redis {
+    const connection = new Redis(this.config.redis.url, {
+      connectionName: `ai-assistant:${name}`,
+      protocol: 2,
+      connectTimeout: 2000,
+      // Back off up to 2 s between attempts, forever: the service heals when Redis returns.
+      retryStrategy: (attempt) => Math.min(100 * attempt, 2000),
+      ...extra,
+    });
+    let wasDown = false;
+    connection.on('error', (err: Error) => {
+      // ioredis emits an error per failed attempt; one warning per outage is enough.
+      if (!wasDown) this.logger.warn(`${name}: ${err.message}`);
+      wasDown = true;
+    });
+    connection.on('ready', () => {
+      if (wasDown) this.logger.log(`${name}: reconnected`);
+      wasDown = false;
+    });
+    this.all.add(connection);
+    return connection;
+  }
+}
+
+/** Waits until a connection is ready, or rejects after `timeoutMs`. */
+export function whenReady(connection: Redis, timeoutMs: number): Promise<void> {
+  if (connection.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      connection.off('ready', onReady);
+      reject(new Error(`Redis not ready after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    connection.once('ready', onReady);
+  });
+}

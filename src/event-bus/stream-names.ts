@@ -1,0 +1,40 @@
+/** The one definition of every Redis stream, group and key the service uses (see CONTRACT.md). */
+export const STREAMS = {
+  /** Commands for the AI workers. */
+  incoming: 'chat:incoming',
+  /** Events for the gateways. */
+  outgoing: 'chat:outgoing',
+  /** Messages that failed for good, with the reason. */
+  dead: 'chat:dead',
+} as const;
+
+export const WORKER_GROUP = 'ai-workers';
+
+/** Ids that may be embedded in a key: checked before they ever reach Redis. */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function isValidId(value: unknown): value is string {
+  return typeof value === 'string' && ID_PATTERN.test(value);
+}
+
+/**
+ * A session's keys share the hash tag `{sessionId}` so they live in one Redis Cluster slot and may be
+ * used together in one MULTI or script.
+ */
+export function sessionKeys(sessionId: string) {
+  if (!isValidId(sessionId)) throw new Error(`invalid session id for a key: ${JSON.stringify(sessionId)}`);
+  const tag = `chat:{${sessionId}}`;
+  return {
+    /** LIST of messageIds in the order they were accepted. */
+    order: `${tag}:order`,
+    /** HASH `<messageId>:user|assistant` -> StoredMessage JSON. */
+    messages: `${tag}:messages`,
+    /** HASH clientMessageId -> messageId (idempotent sends). */
+    clientIds: `${tag}:client-ids`,
+  } as const;
+}
+
+export const GLOBAL_KEYS = {
+  /** Shared HMAC secret for session tokens when SESSION_SECRET is unset. */
+  authSecret: 'chat:auth:secret',
+} as const;

@@ -1,0 +1,86 @@
+import { Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { RedisConnections } from './redis-connections';
+import { parseRangeReply, parseReadReply, StreamEntry } from './stream-reply';
+
+export type BatchHandler = (entries: StreamEntry[]) => void | Promise<void>;
+
+const BLOCK_MS = 5000;
+const BATCH = 500;
+
+/**
+ * Follows a stream from "now" with XREAD BLOCK on a connection of its own, handing each batch to
+ * one handler. One tail per process serves every local socket. Errors are logged and retried with
+ * backoff; a handler error drops that batch but never stops the loop.
+ */
+export class StreamTail {
+  private readonly logger: Logger;
+  private connection: Redis | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  /** Last entry seen; resolved to the stream's newest entry when the tail starts. */
+  private lastId: string | null = null;
+
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly stream: string,
+    private readonly handle: BatchHandler,
+  ) {
+    this.logger = new Logger(`StreamTail(${stream})`);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.stopped = false;
+    this.connection = this.redis.openBlocking(`tail:${this.stream}`);
+    this.running = this.loop(this.connection);
+  }
+
+  /** Idempotent: stops reading, releases the connection, waits for the loop to end. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.connection) {
+      this.redis.release(this.connection);
+      this.connection = null;
+    }
+    await this.running;
+    this.running = null;
+  }
+
+  private async newestId(connection: Redis): Promise<string> {
+    const newest = parseRangeReply(await connection.xrevrange(this.stream, '+', '-', 'COUNT', 1));
+    return newest[0]?.id ?? '0-0';
+  }
+
+  private async loop(connection: Redis): Promise<void> {
+    let backoffMs = 100;
+    while (!this.stopped) {
+      let entries: StreamEntry[];
+      try {
+        // XREAD with `$` on every call would lose entries written between two calls, so the
+        // starting point is pinned once to a concrete id.
+        this.lastId ??= await this.newestId(connection);
+        const reply: unknown = await connection.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', this.stream, this.lastId);
+        entries = parseReadReply(reply);
+        backoffMs = 100;
+      } catch (err) {
+        if (this.stopped) break;
+        this.logger.warn(`read failed, retrying in ${backoffMs} ms: ${(err as Error).message}`);
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 2000);
+        continue;
+      }
+      if (entries.length === 0) continue;
+      this.lastId = entries[entries.length - 1].id;
+      try {
+        await this.handle(entries);
+      } catch (err) {
+        this.logger.error(`handler failed on a batch of ${entries.length}: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

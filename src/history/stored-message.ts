@@ -1,0 +1,69 @@
+import { FailureReason, ThinkLevel, Usage } from '../event-bus/envelopes';
+
+export type MessageStatus = 'queued' | 'streaming' | 'completed' | 'failed' | 'cancelled';
+export const MESSAGE_STATUSES: readonly MessageStatus[] = ['queued', 'streaming', 'completed', 'failed', 'cancelled'];
+export type FinalStatus = Extract<MessageStatus, 'completed' | 'failed' | 'cancelled'>;
+
+/** What the user sent, as stored in `chat:{sid}:messages` field `<messageId>:user`. */
+export interface StoredUserPart {
+  content: string;
+  createdAt: string;
+  think?: ThinkLevel;
+}
+
+/** The reply, stored in field `<messageId>:assistant` once a worker has started on it. */
+export interface StoredAssistantPart {
+  content: string;
+  createdAt: string;
+  thinking?: string;
+  usage?: Usage;
+  error?: FailureReason;
+}
+
+/** One entry of GET /chat/:sessionId/history. */
+export interface HistoryMessage {
+  messageId: string;
+  role: 'user' | 'assistant';
+  content: string;
+  status: MessageStatus;
+  createdAt: string;
+  thinking?: string;
+  error?: FailureReason;
+}
+
+/** A turn of context for the model. */
+export interface ContextMessage {
+  role: 'user' | 'assistant';
+  content: string;
+}
+
+function parseObject(raw: string | null | undefined): Record<string, unknown> | null {
+  if (!raw) return null;
+  try {
+    const value: unknown = JSON.parse(raw);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function parseUserPart(raw: string | null | undefined): StoredUserPart | null {
+  const o = parseObject(raw);
+  if (!o || typeof o.content !== 'string' || typeof o.createdAt !== 'string') return null;
+  const think = o.think === 'low' || o.think === 'medium' || o.think === 'high' ? o.think : undefined;
+  return { content: o.content, createdAt: o.createdAt, ...(think ? { think } : {}) };
+}
+
+export function parseAssistantPart(raw: string | null | undefined): StoredAssistantPart | null {
+  const o = parseObject(raw);
+  if (!o || typeof o.content !== 'string' || typeof o.createdAt !== 'string') return null;
+  const part: StoredAssistantPart = { content: o.content, createdAt: o.createdAt };
+  if (typeof o.thinking === 'string' && o.thinking) part.thinking = o.thinking;
+  const err = o.error as Record<string, unknown> | undefined;
+  if (err && typeof err.code === 'string' && typeof err.message === 'string') part.error = { code: err.code, message: err.message };
+  return part;
+}
+
+export function parseStatus(raw: string | null | undefined): MessageStatus {
+  return MESSAGE_STATUSES.find((s) => s === raw) ?? 'queued';
+}

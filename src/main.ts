@@ -1,0 +1,44 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { join } from 'node:path';
+import { AppModule } from './app.module';
+import { ConfiguredIoAdapter } from './app/configured-io.adapter';
+import { HttpErrorsFilter } from './app/http-errors.filter';
+import { setupSwagger } from './app/swagger';
+import { createValidationPipe } from './app/validation';
+import { AppConfig } from './config/app-config';
+import { createLogger } from './logging';
+
+/** Largest JSON body accepted: a maximal message plus room for the other fields. */
+function bodyLimit(config: AppConfig): number {
+  return config.limits.maxMessageChars * 4 + 16 * 1024;
+}
+
+async function bootstrap(): Promise<void> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule, { bufferLogs: true, bodyParser: false });
+  const config = app.get(AppConfig);
+  app.useLogger(createLogger(config.logLevel));
+  app.flushLogs();
+  app.useBodyParser('json', { limit: bodyLimit(config) });
+  app.enableCors(config.http.corsOrigins ? { origin: config.http.corsOrigins, credentials: true } : { origin: false });
+  app.useGlobalPipes(createValidationPipe());
+  app.useGlobalFilters(new HttpErrorsFilter());
+  app.useWebSocketAdapter(new ConfiguredIoAdapter(app, config));
+  app.useStaticAssets(join(__dirname, 'public'), { index: 'index.html' });
+  app.enableShutdownHooks();
+  setupSwagger(app);
+  await app.listen(config.http.port);
+  const url = await app.getUrl();
+  if (config.auth.mode === 'none') Logger.warn('AUTH_MODE=none: any session id is accepted without a token (local use only)', 'Bootstrap');
+  Logger.log(
+    `listening on ${url} (provider ${config.ai.provider}, model ${config.ai.model}, worker ${config.worker.enabled ? 'in-process' : 'off'})`,
+    'Bootstrap',
+  );
+}
+
+bootstrap().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,26 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NO_REDIS_MESSAGE, RedisServer, hasRedisServerBinary } from './redis-server';
+
+declare global {
+  // Shared with global-teardown (same process).
+  var __TEST_REDIS__: RedisServer | undefined;
+}
+
+/**
+ * Finds Redis for the whole run: REDIS_URL when given, else a redis-server of our own on a free
+ * port. Tests read TEST_REDIS_URL (a base URL; each jest worker uses its own database index).
+ */
+export default async function globalSetup(): Promise<void> {
+  if (!existsSync(join(process.cwd(), 'dist', 'main.js'))) {
+    throw new Error('dist/ is missing: run `npm test` (it builds first) or `npm run build` before jest.');
+  }
+  if (process.env.REDIS_URL) {
+    process.env.TEST_REDIS_URL = process.env.REDIS_URL.replace(/\/\d+$/, '');
+    return;
+  }
+  if (!hasRedisServerBinary()) throw new Error(NO_REDIS_MESSAGE);
+  const server = await RedisServer.start();
+  globalThis.__TEST_REDIS__ = server;
+  process.env.TEST_REDIS_URL = server.url;
+}
