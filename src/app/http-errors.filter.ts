@@ -54,6 +54,12 @@ export function toErrorBody(err: unknown): ErrorBody {
   return { statusCode: 500, error: REASONS[500], message: 'internal error' };
 }
 
+function isHealthReport(err: unknown): err is HttpException {
+  if (!(err instanceof HttpException) || err.getStatus() !== 503) return false;
+  const body = err.getResponse();
+  return typeof body === 'object' && body !== null && 'details' in body && 'status' in body;
+}
+
 @Catch()
 export class HttpErrorsFilter implements ExceptionFilter {
   private readonly logger = new Logger('HttpErrors');
@@ -67,6 +73,11 @@ export class HttpErrorsFilter implements ExceptionFilter {
       else this.logger.error(detail);
     }
     const response = host.switchToHttp().getResponse<Response>();
+    if (isHealthReport(err)) {
+      // Terminus' 503 body names each dependency and its state: that report is the answer.
+      response.status(503).json(err.getResponse());
+      return;
+    }
     if (body.statusCode === 503) response.setHeader('Retry-After', '2');
     response.status(body.statusCode).json(body);
   }

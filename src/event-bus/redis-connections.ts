@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Redis, RedisOptions } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 
@@ -11,12 +11,25 @@ export const COMMAND_TIMEOUT_MS = 1500;
  * own, so a BLOCK never stalls anyone else's commands. All reconnect by themselves.
  */
 @Injectable()
-export class RedisConnections implements OnApplicationShutdown {
+export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Redis');
   private readonly all = new Set<Redis>();
   private commandConnection: Redis | null = null;
 
   constructor(private readonly config: AppConfig) {}
+
+  /**
+   * Connects at start-up so the first request does not meet a connection still being opened (it
+   * would fail fast, having no offline queue). Start-up goes on if Redis is away: /health reports
+   * it and requests answer 503 until it is back.
+   */
+  async onModuleInit(): Promise<void> {
+    try {
+      await whenReady(this.commands, 5000);
+    } catch (err) {
+      this.logger.warn(`starting without Redis (${(err as Error).message}); will keep reconnecting`);
+    }
+  }
 
   /** The shared, non-blocking connection. */
   get commands(): Redis {

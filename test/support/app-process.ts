@@ -4,6 +4,20 @@ import { join } from 'node:path';
 /** npm runs the tests from the project root. */
 const ROOT = process.cwd();
 
+/**
+ * How a process ended. Nest's shutdown hooks re-raise the signal after cleaning up, so a graceful
+ * stop shows as `signal: 'SIGTERM'` (not code 0); `escalated` means it had to be SIGKILLed.
+ */
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  escalated: boolean;
+}
+
+export function exitedGracefully(status: ExitStatus): boolean {
+  return !status.escalated && (status.code === 0 || status.signal === 'SIGTERM');
+}
+
 export interface AppProcessOptions {
   /** `main` is the API (+ in-process worker unless WORKER_ENABLED=false); `worker` the standalone worker. */
   entry?: 'main' | 'worker';
@@ -18,11 +32,14 @@ export interface AppProcessOptions {
  */
 export class AppProcess {
   readonly output: string[] = [];
-  private exited: Promise<number | null>;
+  private exited: Promise<ExitStatus>;
+  private escalated = false;
   url = '';
 
   private constructor(private readonly child: ChildProcess) {
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal, escalated: this.escalated })),
+    );
   }
 
   static async start(options: AppProcessOptions): Promise<AppProcess> {
@@ -79,19 +96,22 @@ export class AppProcess {
     });
   }
 
-  /** Resolves with the exit code. */
-  waitForExit(): Promise<number | null> {
+  waitForExit(): Promise<ExitStatus> {
     return this.exited;
   }
 
   /** Graceful stop (SIGTERM), escalating to SIGKILL after `timeoutMs`. */
-  async stop(timeoutMs = 15_000): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return code;
+  async stop(timeoutMs = 15_000): Promise<ExitStatus> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        this.escalated = true;
+        this.child.kill('SIGKILL');
+      }, timeoutMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.exited;
   }
 
   /** kill -9: no shutdown hooks run. */
