@@ -6,9 +6,10 @@ import { AppConfig } from '../config/app-config';
 import { decodeCommand } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { STREAMS, WORKER_GROUP } from '../event-bus/stream-names';
+import { STREAMS } from '../event-bus/stream-names';
+import { StreamEntry } from '../event-bus/stream-reply';
 import { sleep } from '../event-bus/stream-tail';
-import { parseReadReply, StreamEntry } from '../event-bus/stream-reply';
+import { WorkerGroup } from '../event-bus/worker-group';
 import { GenerationRunner } from './generation.runner';
 
 const BLOCK_MS = 2000;
@@ -20,9 +21,9 @@ interface InFlight {
 
 /**
  * Consumes chat:incoming through the `ai-workers` group and runs up to WORKER_CONCURRENCY
- * generations at once. It only asks Redis for as many commands as it has free slots, so work it
- * cannot start stays in the stream for other workers. A command is acknowledged only after its
- * outcome is published and stored.
+ * generations at once. It asks Redis only for as many commands as it has free slots, so work it
+ * cannot start stays available to other workers. A command is acknowledged only after its outcome
+ * is published and stored. Live work has its claim refreshed; work of dead workers is taken over.
  */
 @Injectable()
 export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -31,6 +32,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private readonly inFlight = new Map<string, InFlight>();
   private connection: Redis | null = null;
   private loop: Promise<void> | null = null;
+  private maintenance: NodeJS.Timeout | null = null;
+  private maintaining = false;
   private stopping = false;
   private slotFreed: (() => void) | null = null;
 
@@ -38,6 +41,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly config: AppConfig,
     private readonly redis: RedisConnections,
     private readonly bus: EventBus,
+    private readonly group: WorkerGroup,
     private readonly runner: GenerationRunner,
   ) {}
 
@@ -50,6 +54,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.stopping = false;
     this.connection = this.redis.openBlocking(`worker:${this.consumer}`);
     this.loop = this.readLoop(this.connection);
+    this.maintenance = setInterval(() => void this.maintain(), Math.max(100, Math.floor(this.config.worker.claimIdleMs / 3)));
     this.logger.log(`worker ${this.consumer} consuming ${STREAMS.incoming} (concurrency ${this.config.worker.concurrency})`);
   }
 
@@ -57,14 +62,14 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     return this.inFlight.size;
   }
 
-  /**
-   * Stop reading, give in-flight generations SHUTDOWN_GRACE_MS to finish, then abort the rest
-   * without acknowledging them: they stay pending in the group for another worker.
-   */
   async beforeApplicationShutdown(): Promise<void> {
     await this.stop();
   }
 
+  /**
+   * Stop reading, give in-flight generations SHUTDOWN_GRACE_MS to finish, then abort the rest
+   * without acknowledging them: they stay pending and another worker takes them over.
+   */
   async stop(): Promise<void> {
     if (!this.loop) return;
     this.stopping = true;
@@ -83,13 +88,16 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         await all;
       }
     }
+    // Claims were kept fresh until every generation settled; stop only now.
+    if (this.maintenance) clearInterval(this.maintenance);
+    this.maintenance = null;
   }
 
   private async readLoop(connection: Redis): Promise<void> {
     let groupReady = false;
     let backoffMs = 100;
     while (!this.stopping) {
-      const free = this.config.worker.concurrency - this.inFlight.size;
+      const free = this.freeSlots();
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         this.slotFreed = null;
@@ -98,14 +106,10 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       let entries: StreamEntry[];
       try {
         if (!groupReady) {
-          // On the reader's own connection: it queues while Redis (re)connects instead of failing.
-          await this.bus.ensureWorkerGroup(connection);
+          await this.group.ensure(connection);
           groupReady = true;
         }
-        const reply: unknown = await connection.xreadgroup(
-          'GROUP', WORKER_GROUP, this.consumer, 'COUNT', free, 'BLOCK', BLOCK_MS, 'STREAMS', STREAMS.incoming, '>',
-        );
-        entries = parseReadReply(reply);
+        entries = await this.group.readNew(connection, this.consumer, free, BLOCK_MS);
         backoffMs = 100;
       } catch (err) {
         if (this.stopping) break;
@@ -121,11 +125,40 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     }
   }
 
+  private freeSlots(): number {
+    return this.config.worker.concurrency - this.inFlight.size;
+  }
+
+  /** Refreshes the claims of live work, then takes over stalled work if there is room. */
+  private async maintain(): Promise<void> {
+    if (this.maintaining) return;
+    this.maintaining = true;
+    try {
+      await this.group.keepAlive(this.consumer, [...this.inFlight.keys()]);
+      const free = this.freeSlots();
+      if (this.stopping || free <= 0) return;
+      const { claimed, lost } = await this.group.claimStalled(this.consumer, this.config.worker.claimIdleMs, free);
+      for (const id of lost) {
+        // Trimmed while pending: nothing left to answer. STREAM_MAX_LEN is far above MAX_BACKLOG to make this rare.
+        this.logger.error(`pending command ${id} was trimmed from ${STREAMS.incoming} before it was answered`);
+      }
+      for (const entry of claimed) {
+        if (this.inFlight.has(entry.id)) continue;
+        this.logger.warn(`taking over ${entry.id} (delivery ${entry.deliveries}) from a silent worker`);
+        this.dispatch(entry, entry.deliveries);
+      }
+    } catch (err) {
+      this.logger.warn(`claim maintenance failed: ${(err as Error).message}`);
+    } finally {
+      this.maintaining = false;
+    }
+  }
+
   private dispatch(entry: StreamEntry, attempt: number): void {
     const controller = new AbortController();
     const done = this.process(entry, attempt, controller.signal)
       .catch((err: unknown) => {
-        // Not acknowledged: the entry stays pending and is not lost.
+        // Not acknowledged: the entry stays pending and another worker takes it over.
         this.logger.error(`processing ${entry.id} failed, left pending: ${(err as Error).message}`);
       })
       .finally(() => {
@@ -139,10 +172,14 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     const decoded = decodeCommand(entry.fields);
     if (!decoded.ok) {
       await this.bus.deadLetter({ stream: STREAMS.incoming, entryId: entry.id, reason: `malformed command: ${decoded.reason}`, fields: entry.fields });
-      await this.bus.ack(entry);
+      await this.group.ack(entry.id);
       return;
     }
-    const result = await this.runner.run(decoded.value.payload, { entryId: entry.id, attempt }, signal);
-    if (result === 'finished') await this.bus.ack(entry);
+    const delivery = { entryId: entry.id, attempt };
+    const result =
+      attempt > this.config.worker.maxDeliveries
+        ? await this.runner.giveUp(decoded.value.payload, delivery)
+        : await this.runner.run(decoded.value.payload, delivery, signal);
+    if (result === 'finished') await this.group.ack(entry.id);
   }
 }

@@ -9,7 +9,7 @@ export type FailureCode =
   | 'bad_request'
   | 'first_token_timeout'
   | 'generation_timeout'
-  | 'invalid_command'
+  | 'delivery_limit'
   | 'internal_error';
 
 /** A generation that could not finish, with what to tell the person and whether a retry may help. */

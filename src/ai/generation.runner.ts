@@ -102,6 +102,20 @@ export class GenerationRunner {
     }
   }
 
+  /** Ends a message that was delivered too often without an outcome (it keeps crashing workers). */
+  async giveUp(command: GenerateCommand, delivery: Delivery): Promise<RunResult> {
+    const ref = { sessionId: command.sessionId, messageId: command.messageId };
+    const status = await this.history.getStatus(ref.sessionId, ref.messageId);
+    if (status === 'completed' || status === 'failed' || status === 'cancelled') return 'finished';
+    const error = new GenerationError(
+      'delivery_limit',
+      `The assistant stopped ${delivery.attempt - 1} times while answering this message, so it was set aside. Please try again, perhaps rephrased.`,
+      false,
+    );
+    await this.fail(ref, error.toReason(), { content: '', thinking: '' }, command, delivery);
+    return 'finished';
+  }
+
   /** One try against the provider. Returns null when aborted by `signal`. */
   private async attempt(
     ref: { sessionId: string; messageId: string },

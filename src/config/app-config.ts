@@ -13,7 +13,14 @@ export class AppConfig {
     totalTimeoutMs: number;
     mockTokenDelayMs: number;
   };
-  readonly worker: { enabled: boolean; concurrency: number; deltaCoalesceMs: number; shutdownGraceMs: number };
+  readonly worker: {
+    enabled: boolean;
+    concurrency: number;
+    deltaCoalesceMs: number;
+    shutdownGraceMs: number;
+    claimIdleMs: number;
+    maxDeliveries: number;
+  };
   readonly auth: { mode: 'token' | 'none'; sessionSecret: string | null };
   readonly limits: {
     maxMessageChars: number;
@@ -46,6 +53,8 @@ export class AppConfig {
       concurrency: env.WORKER_CONCURRENCY,
       deltaCoalesceMs: env.DELTA_COALESCE_MS,
       shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+      claimIdleMs: env.WORKER_CLAIM_IDLE_MS,
+      maxDeliveries: env.WORKER_MAX_DELIVERIES,
     };
     this.auth = { mode: env.AUTH_MODE, sessionSecret: env.SESSION_SECRET ?? null };
     this.limits = {

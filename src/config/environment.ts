@@ -121,6 +121,17 @@ export class Environment {
   @Transform(toInt) @IsInt() @Min(0) @Max(10_000)
   MOCK_TOKEN_DELAY_MS = 25;
 
+  /**
+   * A command whose worker has not shown life for this long (crashed, killed, partitioned) is
+   * claimed by another worker. Live generations refresh their claim every third of it.
+   */
+  @Transform(toInt) @IsInt() @Min(200)
+  WORKER_CLAIM_IDLE_MS = 30_000;
+
+  /** A message delivered this many times without an outcome (it keeps killing workers) is dead-lettered. */
+  @Transform(toInt) @IsInt() @Min(1) @Max(100)
+  WORKER_MAX_DELIVERIES = 3;
+
   /** On SIGTERM, in-flight generations get this long to finish before they are left to another worker. */
   @Transform(toInt) @IsInt() @Min(0)
   SHUTDOWN_GRACE_MS = 10_000;

@@ -1,10 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 import { ChatEvent, Command, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
 import { RedisConnections } from './redis-connections';
-import { STREAMS, WORKER_GROUP } from './stream-names';
-import { StreamEntry } from './stream-reply';
+import { STREAMS } from './stream-names';
 
 export interface DeadLetter {
   /** Where the entry came from. */
@@ -52,23 +50,6 @@ export class EventBus {
     };
     await this.xadd(STREAMS.dead, encodeEnvelope('chat.dead_letter', payload));
     this.logger.warn(`dead-lettered ${letter.stream} ${letter.entryId}: ${letter.reason}`);
-  }
-
-  /** Acknowledges a command: it will not be delivered again. */
-  async ack(entry: Pick<StreamEntry, 'id'>): Promise<void> {
-    await this.redis.commands.xack(STREAMS.incoming, WORKER_GROUP, entry.id);
-  }
-
-  /**
-   * Creates the workers' consumer group if it does not exist. Starting at 0 means commands queued
-   * before the first worker ever ran are still processed.
-   */
-  async ensureWorkerGroup(connection: Redis = this.redis.commands): Promise<void> {
-    try {
-      await connection.xgroup('CREATE', STREAMS.incoming, WORKER_GROUP, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) throw err;
-    }
   }
 
   private async xadd(stream: string, fields: string[]): Promise<string> {
