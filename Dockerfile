@@ -8,9 +8,12 @@
 # Build:  docker build -t ai-assistant .
 # Run:    docker run --rm -p 3000:3000 -e REDIS_URL=redis://HOST:6379 -e OLLAMA_HOST=http://HOST:11434 ai-assistant
 #
-# NestJS 12 packages are ESM loaded through require(esm): Node 20.19+ (or 22.12+) is required.
-# The node:20-bookworm-slim tag always tracks the latest 20.x release.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# NestJS 12 packages are ESM loaded through require(esm): Node 20.19+ or 22.12+ is required.
+# Node 22 rather than 20: Node 20 reached end of life in April 2026, and the lockfile already holds
+# packages declaring newer engines (file-type, a runtime dependency of @nestjs/common: node >=22;
+# the Nest CLI's commander/@angular-devkit: node >=22.12). The tag tracks the latest 22.x release.
+# Override with: docker build --build-arg NODE_IMAGE=node:20-bookworm-slim .
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---------------------------------------------------------------------------------------------
 # build: full dependency tree (Nest CLI, TypeScript) -> dist/ (including dist/public, the web page)
@@ -42,11 +45,12 @@ COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 3000
 
-# Liveness only (/health/live): readiness (/health) also needs Redis and Ollama, and a container that
-# is up but waiting for them should not be restarted. Slim images have no curl, so use Node's fetch.
+# Liveness only (/health/live): the readiness check (/health) also depends on Redis and Ollama, and an
+# API that is up but waiting for them is still alive. Slim images have no curl: use Node's fetch.
 # Worker and model-pull containers have no HTTP port: docker-compose.yml disables this check for them.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/live', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-# Exec form: node is PID 1 and receives SIGTERM directly (the app registers shutdown hooks).
+# Exec form: SIGTERM reaches node directly (or through the init process of `docker run --init` /
+# compose `init: true`); the app handles it with Nest shutdown hooks.
 CMD ["node", "dist/main.js"]

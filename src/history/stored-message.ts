@@ -59,9 +59,17 @@ export function parseAssistantPart(raw: string | null | undefined): StoredAssist
   if (!o || typeof o.content !== 'string' || typeof o.createdAt !== 'string') return null;
   const part: StoredAssistantPart = { content: o.content, createdAt: o.createdAt };
   if (typeof o.thinking === 'string' && o.thinking) part.thinking = o.thinking;
+  const usage = o.usage as Record<string, unknown> | undefined;
+  if (usage && isCount(usage.promptTokens) && isCount(usage.completionTokens)) {
+    part.usage = { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens };
+  }
   const err = o.error as Record<string, unknown> | undefined;
   if (err && typeof err.code === 'string' && typeof err.message === 'string') part.error = { code: err.code, message: err.message };
   return part;
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
 }
 
 export function parseStatus(raw: string | null | undefined): MessageStatus {

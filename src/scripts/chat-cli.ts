@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util';
+import { io } from 'socket.io-client';
+
+/**
+ * `npm run chat -- "your message"`: creates a session (or reuses --session/--token), connects to the
+ * Socket.IO namespace /chat, sends the message and prints the answer as it streams in.
+ */
+const USAGE = 'usage: npm run chat -- [--url http://localhost:3000] [--think low|medium|high] [--session ID --token TOKEN] "message"';
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      url: { type: 'string', default: 'http://localhost:3000' },
+      think: { type: 'string' },
+      session: { type: 'string' },
+      token: { type: 'string' },
+    },
+  });
+  const content = positionals.join(' ').trim();
+  if (!content) throw new Error(USAGE);
+  const url = values.url.replace(/\/+$/, '');
+
+  let sessionId = values.session;
+  let token = values.token;
+  if (!sessionId || !token) {
+    const res = await fetch(`${url}/sessions`, { method: 'POST' });
+    if (!res.ok) throw new Error(`POST /sessions answered ${res.status}: ${await res.text()}`);
+    ({ sessionId, token } = (await res.json()) as { sessionId: string; token: string });
+    console.error(`session ${sessionId}\ntoken   ${token}\n`);
+  }
+
+  const socket = io(`${url}/chat`, { auth: { sessionId, token }, transports: ['websocket'] });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', (err) => reject(new Error(`cannot connect: ${err.message}`)));
+  });
+
+  let messageId: string | null = null;
+  let thinking = false;
+  const done = new Promise<number>((resolve) => {
+    socket.on('chat.started', (e: { messageId: string; attempt: number }) => {
+      if (e.messageId === messageId && e.attempt > 1) process.stdout.write(`\n[retry, attempt ${e.attempt}]\n`);
+    });
+    socket.on('chat.thinking', (e: { messageId: string; delta: string }) => {
+      if (e.messageId !== messageId) return;
+      if (!thinking) process.stdout.write('\x1b[2m[thinking] ');
+      thinking = true;
+      process.stdout.write(e.delta);
+    });
+    socket.on('chat.delta', (e: { messageId: string; delta: string }) => {
+      if (e.messageId !== messageId) return;
+      if (thinking) process.stdout.write('\x1b[0m\n\n');
+      thinking = false;
+      process.stdout.write(e.delta);
+    });
+    socket.on('chat.completed', (e: { messageId: string; usage: { promptTokens: number; completionTokens: number } }) => {
+      if (e.messageId !== messageId) return;
+      console.log(`\n\n[completed: ${e.usage.promptTokens} prompt tokens, ${e.usage.completionTokens} completion tokens]`);
+      resolve(0);
+    });
+    socket.on('chat.failed', (e: { messageId: string; error: { code: string; message: string } }) => {
+      if (e.messageId !== messageId) return;
+      console.error(`\n[failed: ${e.error.code}] ${e.error.message}`);
+      resolve(1);
+    });
+    socket.on('chat.cancelled', (e: { messageId: string }) => {
+      if (e.messageId === messageId) resolve(1);
+    });
+  });
+
+  const ack = (await socket.emitWithAck('chat.send', { content, ...(values.think ? { think: values.think } : {}) })) as
+    | { messageId: string }
+    | { error: { message: string } };
+  if ('error' in ack) throw new Error(ack.error.message);
+  messageId = ack.messageId;
+  const code = await done;
+  socket.close();
+  process.exit(code);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exit(1);
+});
