@@ -134,6 +134,30 @@ describe('stored-message', () => {
       expect(parsed).not.toHaveProperty('error');
     });
 
+    it.each([
+      ['a string', '12,34'],
+      ['null', null],
+      ['an array', [12, 34]],
+      ['empty', {}],
+      ['promptTokens missing', { completionTokens: 3 }],
+      ['completionTokens missing', { promptTokens: 3 }],
+      ['negative promptTokens', { promptTokens: -1, completionTokens: 3 }],
+      ['fractional completionTokens', { promptTokens: 1, completionTokens: 2.5 }],
+      ['numeric strings', { promptTokens: '1', completionTokens: '2' }],
+      ['null counts (NaN in JSON)', { promptTokens: null, completionTokens: 2 }],
+    ] as [string, unknown][])('omits usage that is %s', (_name, usage) => {
+      const parsed = parseAssistantPart(JSON.stringify({ content: 'x', createdAt: AT, usage }));
+      expect(parsed).toEqual({ content: 'x', createdAt: AT });
+      expect(parsed).not.toHaveProperty('usage');
+    });
+
+    it('keeps only the two counts of usage', () => {
+      const parsed = parseAssistantPart(
+        JSON.stringify({ content: 'x', createdAt: AT, usage: { promptTokens: 0, completionTokens: 7, totalDuration: 99 } }),
+      );
+      expect(parsed?.usage).toEqual({ promptTokens: 0, completionTokens: 7 });
+    });
+
     it('keeps only code and message of an error', () => {
       const parsed = parseAssistantPart(JSON.stringify({ content: 'x', createdAt: AT, error: { code: 'c', message: 'm', stack: 'at ...' } }));
       expect(parsed?.error).toEqual({ code: 'c', message: 'm' });

@@ -1,37 +1,82 @@
 import 'reflect-metadata';
-import { SingleBar, Presets } from 'cli-progress';
+import { Presets, SingleBar } from 'cli-progress';
 import { Ollama } from 'ollama';
 import { AppConfig } from '../config/app-config';
 import { validateEnvironment } from '../config/environment';
 
-/** `npm run model:pull`: pulls OLLAMA_MODEL into the Ollama at OLLAMA_HOST, with a progress bar. */
+/**
+ * `npm run model:pull`: pulls OLLAMA_MODEL into the Ollama at OLLAMA_HOST, with a progress bar on a
+ * terminal and a line per 10 % elsewhere (docker compose logs). Skips the pull when the model is
+ * already there, so an offline restart does not fail (`--force` pulls anyway, to update it).
+ */
 async function main(): Promise<void> {
   const config = new AppConfig(validateEnvironment(process.env));
   const { ollamaHost, model } = config.ai;
   const client = new Ollama({ host: ollamaHost });
-  console.log(`Pulling ${model} into ${ollamaHost} …`);
-  const bar = new SingleBar(
-    { format: ' {status} |{bar}| {percentage}% {done}/{size}', hideCursor: true },
-    Presets.shades_classic,
-  );
-  let barFor: string | null = null;
-  const stream = await client.pull({ model, stream: true });
-  for await (const progress of stream) {
-    if (progress.total && progress.digest) {
-      if (barFor !== progress.digest) {
-        if (barFor) bar.stop();
-        bar.start(progress.total, 0, { status: progress.status.slice(0, 24), done: mb(0), size: mb(progress.total) });
-        barFor = progress.digest;
-      }
-      bar.update(progress.completed ?? 0, { done: mb(progress.completed ?? 0) });
-    } else {
-      if (barFor) bar.stop();
-      barFor = null;
-      console.log(` ${progress.status}`);
-    }
+  const force = process.argv.includes('--force');
+
+  const { models } = await client.list();
+  if (!force && models.some((m) => m.name === model || m.model === model || m.name === `${model}:latest`)) {
+    console.log(`${model} is already in ${ollamaHost} (use --force to pull updates).`);
+    return;
   }
-  if (barFor) bar.stop();
+
+  console.log(`Pulling ${model} into ${ollamaHost} …`);
+  const progress = process.stdout.isTTY ? new BarProgress() : new LineProgress();
+  const stream = await client.pull({ model, stream: true });
+  for await (const update of stream) {
+    if (update.total && update.digest) progress.layer(update.digest, update.status, update.completed ?? 0, update.total);
+    else progress.status(update.status);
+  }
+  progress.end();
   console.log(`${model} is ready.`);
+}
+
+interface Progress {
+  layer(digest: string, status: string, completed: number, total: number): void;
+  status(text: string): void;
+  end(): void;
+}
+
+class BarProgress implements Progress {
+  private readonly bar = new SingleBar({ format: ' {status} |{bar}| {percentage}% {done}/{size}', hideCursor: true }, Presets.shades_classic);
+  private current: string | null = null;
+
+  layer(digest: string, status: string, completed: number, total: number): void {
+    if (this.current !== digest) {
+      this.end();
+      this.bar.start(total, 0, { status: status.slice(0, 24), done: mb(0), size: mb(total) });
+      this.current = digest;
+    }
+    this.bar.update(completed, { done: mb(completed) });
+  }
+
+  status(text: string): void {
+    this.end();
+    console.log(` ${text}`);
+  }
+
+  end(): void {
+    if (this.current) this.bar.stop();
+    this.current = null;
+  }
+}
+
+class LineProgress implements Progress {
+  private readonly reported = new Map<string, number>();
+
+  layer(digest: string, status: string, completed: number, total: number): void {
+    const tenth = Math.floor((completed / total) * 10);
+    if ((this.reported.get(digest) ?? -1) >= tenth) return;
+    this.reported.set(digest, tenth);
+    console.log(` ${status}: ${tenth * 10}% of ${mb(total)}`);
+  }
+
+  status(text: string): void {
+    console.log(` ${text}`);
+  }
+
+  end(): void {}
 }
 
 function mb(bytes: number): string {

@@ -1,0 +1,38 @@
+/** `npm run model:pull` against the fake Ollama, through the real `ollama` client. */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FakeOllama } from './support/fake-ollama';
+
+const run = promisify(execFile);
+const SCRIPT = join(process.cwd(), 'dist', 'scripts', 'model-pull.js');
+
+describe('model:pull', () => {
+  let ollama: FakeOllama;
+
+  beforeAll(async () => {
+    ollama = new FakeOllama({ models: ['some-other:1b'] });
+    await ollama.start();
+  });
+
+  afterAll(async () => {
+    await ollama.stop();
+  });
+
+  it('pulls the configured model with progress, then skips it once present', async () => {
+    const env = { PATH: process.env.PATH ?? '', OLLAMA_HOST: ollama.url, OLLAMA_MODEL: 'gpt-oss:20b' };
+    const first = await run(process.execPath, [SCRIPT], { env });
+    expect(first.stdout).toContain(`Pulling gpt-oss:20b into ${ollama.url}`);
+    expect(first.stdout).toMatch(/pulling \w+: 100% of/);
+    expect(first.stdout).toContain('gpt-oss:20b is ready.');
+    expect([...ollama.models]).toContain('gpt-oss:20b');
+
+    const second = await run(process.execPath, [SCRIPT], { env });
+    expect(second.stdout).toContain('gpt-oss:20b is already in');
+  });
+
+  it('fails with a readable message when Ollama is not there', async () => {
+    const env = { PATH: process.env.PATH ?? '', OLLAMA_HOST: 'http://127.0.0.1:9' };
+    await expect(run(process.execPath, [SCRIPT], { env })).rejects.toMatchObject({ stderr: expect.stringContaining('model pull failed') });
+  });
+});
