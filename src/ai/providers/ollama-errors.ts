@@ -23,7 +23,7 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
   const status = (err as { status_code?: unknown } | null)?.status_code;
 
   if (typeof status === 'number') {
-    if (status === 404 && /not found/i.test(message)) {
+    if (status === 404 && /model\b.*not found/i.test(message)) {
       return new GenerationError(
         'model_not_found',
         `The model "${ctx.model}" is not available on the Ollama server at ${ctx.host}. ` +
