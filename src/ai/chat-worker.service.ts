@@ -10,6 +10,7 @@ import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
 import { sleep } from '../event-bus/stream-tail';
 import { WorkerGroup } from '../event-bus/worker-group';
+import { GenerationSlots } from './generation-slots';
 import { GenerationRunner } from './generation.runner';
 
 const BLOCK_MS = 2000;
@@ -36,6 +37,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private maintaining = false;
   private stopping = false;
   private slotFreed: (() => void) | null = null;
+  private readonly slots: GenerationSlots;
 
   constructor(
     private readonly config: AppConfig,
@@ -43,7 +45,10 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly bus: EventBus,
     private readonly group: WorkerGroup,
     private readonly runner: GenerationRunner,
-  ) {}
+  ) {
+    this.slots = new GenerationSlots(config.worker.concurrency);
+    this.slots.onRelease(() => this.slotFreed?.());
+  }
 
   onApplicationBootstrap(): void {
     if (this.config.worker.enabled) this.start();
@@ -56,10 +61,6 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.loop = this.readLoop(this.connection);
     this.maintenance = setInterval(() => void this.maintain(), Math.max(100, Math.floor(this.config.worker.claimIdleMs / 3)));
     this.logger.log(`worker ${this.consumer} consuming ${STREAMS.incoming} (concurrency ${this.config.worker.concurrency})`);
-  }
-
-  get activeGenerations(): number {
-    return this.inFlight.size;
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -125,8 +126,13 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     }
   }
 
+  /**
+   * How many commands to take now: no more than free generation slots, and no more held in all
+   * (running + waiting for an earlier message of their session) than four times the concurrency.
+   */
   private freeSlots(): number {
-    return this.config.worker.concurrency - this.inFlight.size;
+    const maxHeld = this.config.worker.concurrency * 4;
+    return Math.min(this.slots.free, maxHeld - this.inFlight.size);
   }
 
   /** Refreshes the claims of live work, then takes over stalled work if there is room. */
@@ -135,7 +141,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.maintaining = true;
     try {
       await this.group.keepAlive(this.consumer, [...this.inFlight.keys()]);
-      const free = this.freeSlots();
+      // Claims only need a generation slot: the claimed message may be the one others wait for.
+      const free = this.slots.free;
       if (this.stopping || free <= 0) return;
       const { claimed, lost } = await this.group.claimStalled(this.consumer, this.config.worker.claimIdleMs, free);
       for (const id of lost) {
@@ -179,7 +186,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     const result =
       attempt > this.config.worker.maxDeliveries
         ? await this.runner.giveUp(decoded.value.payload, delivery)
-        : await this.runner.run(decoded.value.payload, delivery, signal);
+        : await this.runner.run(decoded.value.payload, delivery, signal, this.slots);
     if (result === 'finished') await this.group.ack(entry.id);
   }
 }

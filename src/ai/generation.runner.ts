@@ -2,9 +2,11 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { FailureReason, GenerateCommand, Usage } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
-import { ChatHistoryStore } from '../history/chat-history.store';
+import { ChatHistoryStore, isFinal } from '../history/chat-history.store';
+import { MessageStatus } from '../history/stored-message';
 import { DeltaBatcher } from './delta-batcher';
 import { GenerationError } from './generation-error';
+import { GenerationSlots } from './generation-slots';
 import { AI_PROVIDER, AiProvider, buildMessages, GenerationRequest } from './providers/ai-provider';
 
 /** `finished`: an outcome was published and stored, ack it. `abandoned`: leave it for another worker. */
@@ -15,6 +17,11 @@ export interface Delivery {
   entryId: string;
   attempt: number;
 }
+
+type MessageRef = { sessionId: string; messageId: string };
+
+const HISTORY_ENTRY_WAIT_MS = 3000;
+const TURN_POLL_MS = 50;
 
 /** Transient provider failures are retried this many times, with this backoff. */
 const MAX_RETRIES = 2;
@@ -42,23 +49,65 @@ export class GenerationRunner {
     @Inject(AI_PROVIDER) private readonly provider: AiProvider,
   ) {}
 
-  async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal): Promise<RunResult> {
+  async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal, slots: GenerationSlots): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
-    const status = await this.history.getStatus(ref.sessionId, ref.messageId);
-    if (status === 'completed' || status === 'failed' || status === 'cancelled') {
-      // A redelivery of a message that already ended (e.g. the ack was lost): nothing to do.
-      return 'finished';
-    }
+    const status = await this.waitForHistoryEntry(ref, signal);
+    if (signal.aborted) return 'abandoned';
     if (status === null) {
-      this.logger.log(`message ${ref.messageId} of session ${ref.sessionId} is gone from the history (cleared); skipping`);
+      this.logger.log(`message ${ref.messageId} of session ${ref.sessionId} is not in the history (cleared, or its send failed); skipping`);
       return 'finished';
     }
+    // A redelivery of a message that already ended (its ack or final event was lost).
+    if (isFinal(status)) return this.announceStored(ref);
+    if (!(await this.waitForTurn(ref, signal))) return 'abandoned';
+    const release = await slots.acquire(signal);
+    if (!release) return 'abandoned';
+    try {
+      return await this.generate(command, delivery, signal);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The API writes the history entry just after queueing the command, so a fast worker may see the
+   * command first: wait a little for the entry before deciding the message is gone.
+   */
+  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<MessageStatus | null> {
+    const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
+    for (;;) {
+      const status = await this.history.getStatus(ref.sessionId, ref.messageId);
+      if (status !== null || Date.now() > deadline || signal.aborted) return status;
+      await sleep(25, signal);
+    }
+  }
+
+  /**
+   * Messages of one session are answered one at a time, in the order they were accepted, so each
+   * sees the earlier answers. Returns false when aborted while waiting.
+   */
+  private async waitForTurn(ref: MessageRef, signal: AbortSignal): Promise<boolean> {
+    let logged = false;
+    while (!signal.aborted) {
+      const done = await this.history.earlierMessagesDone(ref.sessionId, ref.messageId);
+      if (done !== false) return true;
+      if (!logged) this.logger.debug(`message ${ref.messageId} waits for earlier messages of session ${ref.sessionId}`);
+      logged = true;
+      await sleep(TURN_POLL_MS, signal);
+    }
+    return false;
+  }
+
+  private async generate(command: GenerateCommand, delivery: Delivery, signal: AbortSignal): Promise<RunResult> {
+    const ref = { sessionId: command.sessionId, messageId: command.messageId };
     const context = await this.history.contextBefore(ref.sessionId, ref.messageId);
     const request: GenerationRequest = {
       messages: buildMessages(this.config.ai.systemPrompt, context, command.content),
       ...(command.think ? { think: command.think } : {}),
     };
-    await this.history.markStreaming(ref.sessionId, ref.messageId);
+    const marked = await this.history.markStreaming(ref.sessionId, ref.messageId);
+    if (marked === 'already-ended') return this.announceStored(ref); // cancelled while queued
+    if (marked === 'gone') return 'finished';
 
     const started = Date.now();
     let attempt = delivery.attempt;
@@ -68,19 +117,13 @@ export class GenerationRunner {
       try {
         const outcome = await this.attempt(ref, request, signal, partial);
         if (outcome === null) return 'abandoned';
-        const completed = {
-          ...ref,
-          content: outcome.content,
-          ...(outcome.thinking ? { thinking: outcome.thinking } : {}),
-          usage: outcome.usage,
-        };
-        await this.bus.publishEvent({ type: 'chat.completed', payload: completed });
-        await this.history.finish(ref.sessionId, ref.messageId, 'completed', {
+        const stored = await this.history.finish(ref.sessionId, ref.messageId, 'completed', {
           content: outcome.content,
           createdAt: new Date().toISOString(),
           ...(outcome.thinking ? { thinking: outcome.thinking } : {}),
           usage: outcome.usage,
         });
+        if (stored === 'applied') await this.announceStored(ref);
         this.logger.log(
           `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt} ` +
             `tokens=${outcome.usage.completionTokens} ms=${Date.now() - started}`,
@@ -102,11 +145,42 @@ export class GenerationRunner {
     }
   }
 
+  /**
+   * Publishes the final event of an ended message from what the history stored, unless it already
+   * went out. The outcome is stored first and announced second, so a crash (or Redis outage) in
+   * between is repaired by the redelivery: the event is published then.
+   */
+  private async announceStored(ref: MessageRef): Promise<RunResult> {
+    const outcome = await this.history.outcome(ref.sessionId, ref.messageId);
+    if (!outcome || outcome.announced) return 'finished';
+    const part = outcome.part ?? { content: '', createdAt: new Date().toISOString() };
+    let eventId: string;
+    if (outcome.status === 'completed') {
+      eventId = await this.bus.publishEvent({
+        type: 'chat.completed',
+        payload: {
+          ...ref,
+          content: part.content,
+          ...(part.thinking ? { thinking: part.thinking } : {}),
+          usage: part.usage ?? { promptTokens: 0, completionTokens: 0 },
+        },
+      });
+    } else if (outcome.status === 'failed') {
+      const error = part.error ?? { code: 'internal_error', message: 'The assistant could not answer this message.' };
+      eventId = await this.bus.publishEvent({ type: 'chat.failed', payload: { ...ref, error } });
+    } else {
+      eventId = await this.bus.publishEvent({ type: 'chat.cancelled', payload: ref });
+    }
+    await this.history.markAnnounced(ref.sessionId, ref.messageId, eventId);
+    return 'finished';
+  }
+
   /** Ends a message that was delivered too often without an outcome (it keeps crashing workers). */
   async giveUp(command: GenerateCommand, delivery: Delivery): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
     const status = await this.history.getStatus(ref.sessionId, ref.messageId);
-    if (status === 'completed' || status === 'failed' || status === 'cancelled') return 'finished';
+    if (status === null) return 'finished';
+    if (isFinal(status)) return this.announceStored(ref);
     const error = new GenerationError(
       'delivery_limit',
       `The assistant stopped ${delivery.attempt - 1} times while answering this message, so it was set aside. Please try again, perhaps rephrased.`,
@@ -183,19 +257,19 @@ export class GenerationRunner {
   }
 
   private async fail(
-    ref: { sessionId: string; messageId: string },
+    ref: MessageRef,
     error: FailureReason,
     partial: { content: string; thinking: string },
     command: GenerateCommand,
     delivery: Delivery,
   ): Promise<void> {
-    await this.bus.publishEvent({ type: 'chat.failed', payload: { ...ref, error } });
-    await this.history.finish(ref.sessionId, ref.messageId, 'failed', {
+    const stored = await this.history.finish(ref.sessionId, ref.messageId, 'failed', {
       content: partial.content,
       createdAt: new Date().toISOString(),
       ...(partial.thinking ? { thinking: partial.thinking } : {}),
       error,
     });
+    if (stored !== 'applied') return; // ended otherwise (cancelled) or cleared meanwhile
     await this.bus.deadLetter({
       stream: 'chat:incoming',
       entryId: delivery.entryId,
@@ -204,6 +278,7 @@ export class GenerationRunner {
       messageId: ref.messageId,
       fields: ['command', JSON.stringify(command)],
     });
+    await this.announceStored(ref);
     this.logger.warn(`failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`);
   }
 }

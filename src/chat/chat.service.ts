@@ -46,25 +46,25 @@ export class ChatService {
     }
     const createdAt = new Date().toISOString();
     try {
+      // Order matters. The command goes first, so a history entry always has a command behind it
+      // and a later message never waits on an earlier one that was never queued. The history entry
+      // goes last: a worker waits for it before starting, so chat.user_message always precedes
+      // chat.started. If any step fails the send is refused (503) and the worker skips the command.
+      await this.bus.publishCommand({
+        type: 'chat.generate',
+        payload: { sessionId, messageId, content: input.content, createdAt, ...(input.think ? { think: input.think } : {}) },
+      });
+      await this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } });
       await this.history.appendUserMessage(sessionId, messageId, {
         content: input.content,
         createdAt,
         ...(input.think ? { think: input.think } : {}),
       });
-      await this.bus.publishCommand({
-        type: 'chat.generate',
-        payload: { sessionId, messageId, content: input.content, createdAt, ...(input.think ? { think: input.think } : {}) },
-      });
     } catch (err) {
-      // Not queued: free the clientMessageId so the client's retry is not answered with a dead id.
+      // Free the clientMessageId so the client's retry is queued anew, not answered with a dead id.
       if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
       throw err;
     }
-    // Queued: from here the message will end in completed/failed/cancelled whatever happens to this
-    // announcement, so its failure must not turn the 202 into an error.
-    await this.bus
-      .publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } })
-      .catch((err: unknown) => this.logger.warn(`user_message event for ${messageId} not published: ${(err as Error).message}`));
     this.logger.debug(`queued session=${sessionId} message=${messageId} chars=${input.content.length}`);
     return { messageId, sessionId, status: 'queued' };
   }

@@ -1,11 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
+import { LuaScript } from '../event-bus/lua-script';
 import { sessionKeys } from '../event-bus/stream-names';
 import {
   ContextMessage,
   FinalStatus,
   HistoryMessage,
+  MessageStatus,
   parseAssistantPart,
   parseStatus,
   parseUserPart,
@@ -13,11 +15,40 @@ import {
   StoredUserPart,
 } from './stored-message';
 
+export function isFinal(status: MessageStatus): status is FinalStatus {
+  return status === 'completed' || status === 'failed' || status === 'cancelled';
+}
+
 const field = {
   user: (messageId: string) => `${messageId}:user`,
   assistant: (messageId: string) => `${messageId}:assistant`,
   status: (messageId: string) => `${messageId}:status`,
+  announced: (messageId: string) => `${messageId}:announced`,
 };
+
+/** `applied`; `already-ended` (a final status was there first); `gone` (cleared or trimmed). */
+export type Transition = 'applied' | 'already-ended' | 'gone';
+
+export interface StoredOutcome {
+  status: FinalStatus;
+  part: StoredAssistantPart | null;
+  announced: boolean;
+}
+
+/**
+ * Sets a message's status and reply part unless the message is gone (a cleared conversation must
+ * not be resurrected by a late reply) or has already ended (its first outcome stands).
+ * KEYS: messages hash, order list. ARGV: user field, status field, assistant field, status, part, ttl.
+ */
+const TRANSITION = new LuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+if current == 'completed' or current == 'failed' or current == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return 1
+`);
 
 /**
  * A session's conversation in Redis: `chat:{sid}:order` (LIST of messageIds, acceptance order) and
@@ -56,19 +87,57 @@ export class ChatHistoryStore {
     const keys = sessionKeys(sessionId);
     const dropped = await this.redis.commands.lpop(keys.order, excess);
     if (!dropped || dropped.length === 0) return;
-    const fields = dropped.flatMap((id) => [field.user(id), field.assistant(id), field.status(id)]);
+    const fields = dropped.flatMap((id) => [field.user(id), field.assistant(id), field.status(id), field.announced(id)]);
     await this.redis.commands.hdel(keys.messages, ...fields);
   }
 
-  /** Marks a message as being answered, with an empty reply (so history shows it in progress). */
-  async markStreaming(sessionId: string, messageId: string): Promise<boolean> {
+  /**
+   * Marks a message as being answered, with an empty reply (so history shows it in progress).
+   * Refused when the message already ended (e.g. cancelled while queued) or is gone.
+   */
+  async markStreaming(sessionId: string, messageId: string): Promise<Transition> {
     const part: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
-    return this.writeIfPresent(sessionId, messageId, 'streaming', part);
+    return this.transition(sessionId, messageId, 'streaming', part);
   }
 
-  /** Stores the outcome of a message. Returns false if the message is no longer in the history. */
-  async finish(sessionId: string, messageId: string, status: FinalStatus, part: StoredAssistantPart): Promise<boolean> {
-    return this.writeIfPresent(sessionId, messageId, status, part);
+  /**
+   * Stores the outcome of a message: its single final status. Only the first outcome wins, so a
+   * cancel racing a completion yields exactly one of them.
+   */
+  async finish(sessionId: string, messageId: string, status: FinalStatus, part: StoredAssistantPart): Promise<Transition> {
+    return this.transition(sessionId, messageId, status, part);
+  }
+
+  /** Records that the final event of a message was published (with its event id). */
+  async markAnnounced(sessionId: string, messageId: string, eventId: string): Promise<void> {
+    await this.redis.commands.hset(sessionKeys(sessionId).messages, field.announced(messageId), eventId);
+  }
+
+  /** The stored outcome of an ended message, and whether its final event went out. */
+  async outcome(sessionId: string, messageId: string): Promise<StoredOutcome | null> {
+    const [status, assistant, announced] = await this.redis.commands.hmget(
+      sessionKeys(sessionId).messages,
+      field.status(messageId),
+      field.assistant(messageId),
+      field.announced(messageId),
+    );
+    const parsed = status === null ? null : parseStatus(status);
+    if (parsed === null || !isFinal(parsed)) return null;
+    return { status: parsed, part: parseAssistantPart(assistant), announced: announced !== null };
+  }
+
+  /**
+   * Whether every message accepted before `messageId` in its session has ended (completed, failed
+   * or cancelled). Null when `messageId` is not in the history (cleared, or not written yet).
+   */
+  async earlierMessagesDone(sessionId: string, messageId: string): Promise<boolean | null> {
+    const keys = sessionKeys(sessionId);
+    const order = await this.redis.commands.lrange(keys.order, 0, -1);
+    const index = order.indexOf(messageId);
+    if (index < 0) return null;
+    if (index === 0) return true;
+    const statuses = await this.redis.commands.hmget(keys.messages, ...order.slice(0, index).map(field.status));
+    return statuses.every((raw) => raw === null || isFinal(parseStatus(raw)));
   }
 
   async getStatus(sessionId: string, messageId: string) {
@@ -76,23 +145,14 @@ export class ChatHistoryStore {
     return raw === null ? null : parseStatus(raw);
   }
 
-  private async writeIfPresent(
-    sessionId: string,
-    messageId: string,
-    status: string,
-    part: StoredAssistantPart,
-  ): Promise<boolean> {
+  private async transition(sessionId: string, messageId: string, status: MessageStatus, part: StoredAssistantPart): Promise<Transition> {
     const keys = sessionKeys(sessionId);
-    // A cleared or trimmed conversation must not be resurrected by a late reply.
-    const exists = await this.redis.commands.hexists(keys.messages, field.user(messageId));
-    if (!exists) return false;
-    await this.redis.commands
-      .multi()
-      .hset(keys.messages, field.assistant(messageId), JSON.stringify(part), field.status(messageId), status)
-      .expire(keys.messages, this.config.history.ttlSeconds)
-      .expire(keys.order, this.config.history.ttlSeconds)
-      .exec();
-    return true;
+    const result = await TRANSITION.run(
+      this.redis.commands,
+      [keys.messages, keys.order],
+      [field.user(messageId), field.status(messageId), field.assistant(messageId), status, JSON.stringify(part), this.config.history.ttlSeconds],
+    );
+    return result === 1 ? 'applied' : result === 0 ? 'already-ended' : 'gone';
   }
 
   /** The whole retained conversation, oldest first. */
