@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { EventBusModule } from '../event-bus/event-bus.module';
 import { HistoryModule } from '../history/history.module';
+import { CancelListener } from './cancel-listener';
 import { ChatWorker } from './chat-worker.service';
 import { GenerationRunner } from './generation.runner';
 import { AI_PROVIDER, AiProvider } from './providers/ai-provider';
@@ -21,6 +22,7 @@ import { OllamaProvider } from './providers/ollama.provider';
           : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
     },
     GenerationRunner,
+    CancelListener,
     ChatWorker,
   ],
   exports: [AI_PROVIDER, ChatWorker],

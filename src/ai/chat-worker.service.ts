@@ -10,6 +10,8 @@ import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
 import { sleep } from '../event-bus/stream-tail';
 import { WorkerGroup } from '../event-bus/worker-group';
+import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
+import { CancelListener } from './cancel-listener';
 import { GenerationSlots } from './generation-slots';
 import { GenerationRunner } from './generation.runner';
 
@@ -18,6 +20,8 @@ const BLOCK_MS = 2000;
 interface InFlight {
   controller: AbortController;
   done: Promise<void>;
+  /** Known once the command is decoded. */
+  messageId?: string;
 }
 
 /**
@@ -45,6 +49,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly bus: EventBus,
     private readonly group: WorkerGroup,
     private readonly runner: GenerationRunner,
+    private readonly cancels: CancelListener,
   ) {
     this.slots = new GenerationSlots(config.worker.concurrency);
     this.slots.onRelease(() => this.slotFreed?.());
@@ -59,6 +64,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.stopping = false;
     this.connection = this.redis.openBlocking(`worker:${this.consumer}`);
     this.loop = this.readLoop(this.connection);
+    this.cancels.start(({ messageId }) => this.cancel(messageId));
     this.maintenance = setInterval(() => void this.maintain(), Math.max(100, Math.floor(this.config.worker.claimIdleMs / 3)));
     this.logger.log(`worker ${this.consumer} consuming ${STREAMS.incoming} (concurrency ${this.config.worker.concurrency})`);
   }
@@ -85,13 +91,24 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       const graceOver = await Promise.race([all.then(() => false), sleep(this.config.worker.shutdownGraceMs).then(() => true)]);
       if (graceOver) {
         this.logger.warn(`leaving ${this.inFlight.size} unfinished generation(s) to other workers`);
-        for (const f of this.inFlight.values()) f.controller.abort();
+        for (const f of this.inFlight.values()) f.controller.abort(ABORT_SHUTDOWN);
         await all;
       }
     }
+    this.cancels.stop();
     // Claims were kept fresh until every generation settled; stop only now.
     if (this.maintenance) clearInterval(this.maintenance);
     this.maintenance = null;
+  }
+
+  /** Stops the generation of `messageId` if this process runs it. */
+  private cancel(messageId: string): void {
+    for (const f of this.inFlight.values()) {
+      if (f.messageId === messageId) {
+        this.logger.log(`cancelling message=${messageId}`);
+        f.controller.abort(ABORT_CANCELLED);
+      }
+    }
   }
 
   private async readLoop(connection: Redis): Promise<void> {
@@ -113,7 +130,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         entries = await this.group.readNew(connection, this.consumer, free, BLOCK_MS);
         backoffMs = 100;
       } catch (err) {
-        if (this.stopping) break;
+        if (this.stopping || connection.status === 'end') break;
         const message = (err as Error).message;
         // The stream or group vanished (Redis restarted without persistence, or FLUSHALL): recreate it.
         if (message.includes('NOGROUP')) groupReady = false;
@@ -140,12 +157,17 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     if (this.maintaining) return;
     this.maintaining = true;
     try {
-      await this.group.keepAlive(this.consumer, [...this.inFlight.keys()]);
+      const lost = await this.group.keepAlive(this.consumer, [...this.inFlight.keys()]);
+      for (const id of lost) {
+        // Another worker took it over while this process was stalled: two must never answer one message.
+        this.logger.warn(`lost the claim on ${id} to another worker; stopping it here`);
+        this.inFlight.get(id)?.controller.abort(ABORT_SHUTDOWN);
+      }
       // Claims only need a generation slot: the claimed message may be the one others wait for.
       const free = this.slots.free;
       if (this.stopping || free <= 0) return;
-      const { claimed, lost } = await this.group.claimStalled(this.consumer, this.config.worker.claimIdleMs, free);
-      for (const id of lost) {
+      const { claimed, lost: trimmed } = await this.group.claimStalled(this.consumer, this.config.worker.claimIdleMs, free);
+      for (const id of trimmed) {
         // Trimmed while pending: nothing left to answer. STREAM_MAX_LEN is far above MAX_BACKLOG to make this rare.
         this.logger.error(`pending command ${id} was trimmed from ${STREAMS.incoming} before it was answered`);
       }
@@ -162,8 +184,10 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   private dispatch(entry: StreamEntry, attempt: number): void {
-    const controller = new AbortController();
-    const done = this.process(entry, attempt, controller.signal)
+    const task: InFlight = { controller: new AbortController(), done: Promise.resolve() };
+    // Registered before it starts, so a cancel or shutdown can reach it from the first moment.
+    this.inFlight.set(entry.id, task);
+    task.done = this.process(entry, attempt, task)
       .catch((err: unknown) => {
         // Not acknowledged: the entry stays pending and another worker takes it over.
         this.logger.error(`processing ${entry.id} failed, left pending: ${(err as Error).message}`);
@@ -172,16 +196,17 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         this.inFlight.delete(entry.id);
         this.slotFreed?.();
       });
-    this.inFlight.set(entry.id, { controller, done });
   }
 
-  private async process(entry: StreamEntry, attempt: number, signal: AbortSignal): Promise<void> {
+  private async process(entry: StreamEntry, attempt: number, task: InFlight): Promise<void> {
+    const signal = task.controller.signal;
     const decoded = decodeCommand(entry.fields);
     if (!decoded.ok) {
       await this.bus.deadLetter({ stream: STREAMS.incoming, entryId: entry.id, reason: `malformed command: ${decoded.reason}`, fields: entry.fields });
       await this.group.ack(entry.id);
       return;
     }
+    task.messageId = decoded.value.payload.messageId;
     const delivery = { entryId: entry.id, attempt };
     const result =
       attempt > this.config.worker.maxDeliveries

@@ -5,6 +5,7 @@ import { EventBus } from '../event-bus/event-bus.service';
 import { ChatHistoryStore, isFinal } from '../history/chat-history.store';
 import { MessageStatus } from '../history/stored-message';
 import { DeltaBatcher } from './delta-batcher';
+import { isCancelled } from './abort-reasons';
 import { GenerationError } from './generation-error';
 import { GenerationSlots } from './generation-slots';
 import { AI_PROVIDER, AiProvider, buildMessages, GenerationRequest } from './providers/ai-provider';
@@ -19,8 +20,10 @@ export interface Delivery {
 }
 
 type MessageRef = { sessionId: string; messageId: string };
+type PartialReply = { content: string; thinking: string };
+const EMPTY: PartialReply = Object.freeze({ content: '', thinking: '' });
 
-const HISTORY_ENTRY_WAIT_MS = 3000;
+const HISTORY_ENTRY_WAIT_MS = 10_000;
 const TURN_POLL_MS = 50;
 
 /** Transient provider failures are retried this many times, with this backoff. */
@@ -52,16 +55,16 @@ export class GenerationRunner {
   async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal, slots: GenerationSlots): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
     const status = await this.waitForHistoryEntry(ref, signal);
-    if (signal.aborted) return 'abandoned';
+    if (signal.aborted) return this.stopped(ref, signal, EMPTY);
     if (status === null) {
       this.logger.log(`message ${ref.messageId} of session ${ref.sessionId} is not in the history (cleared, or its send failed); skipping`);
       return 'finished';
     }
     // A redelivery of a message that already ended (its ack or final event was lost).
     if (isFinal(status)) return this.announceStored(ref);
-    if (!(await this.waitForTurn(ref, signal))) return 'abandoned';
+    if (!(await this.waitForTurn(ref, signal))) return this.stopped(ref, signal, EMPTY);
     const release = await slots.acquire(signal);
-    if (!release) return 'abandoned';
+    if (!release) return this.stopped(ref, signal, EMPTY);
     try {
       return await this.generate(command, delivery, signal);
     } finally {
@@ -105,6 +108,8 @@ export class GenerationRunner {
       messages: buildMessages(this.config.ai.systemPrompt, context, command.content),
       ...(command.think ? { think: command.think } : {}),
     };
+    // A cancel whose signal this worker never heard (sent while it was down or reconnecting).
+    if (await this.history.isCancelRequested(ref.sessionId, ref.messageId)) return this.cancelled(ref, EMPTY);
     const marked = await this.history.markStreaming(ref.sessionId, ref.messageId);
     if (marked === 'already-ended') return this.announceStored(ref); // cancelled while queued
     if (marked === 'gone') return 'finished';
@@ -112,37 +117,57 @@ export class GenerationRunner {
     const started = Date.now();
     let attempt = delivery.attempt;
     for (let retry = 0; ; retry++) {
+      // Only the provider attempt is retried. A Redis error while publishing or storing escapes:
+      // the command stays unacknowledged and its redelivery repairs what is missing.
       await this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
       const partial = { content: '', thinking: '' };
+      let outcome: AttemptOutcome | null;
       try {
-        const outcome = await this.attempt(ref, request, signal, partial);
-        if (outcome === null) return 'abandoned';
-        const stored = await this.history.finish(ref.sessionId, ref.messageId, 'completed', {
-          content: outcome.content,
-          createdAt: new Date().toISOString(),
-          ...(outcome.thinking ? { thinking: outcome.thinking } : {}),
-          usage: outcome.usage,
-        });
-        if (stored === 'applied') await this.announceStored(ref);
-        this.logger.log(
-          `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt} ` +
-            `tokens=${outcome.usage.completionTokens} ms=${Date.now() - started}`,
-        );
-        return 'finished';
+        outcome = await this.attempt(ref, request, signal, partial);
       } catch (err) {
-        if (signal.aborted) return 'abandoned';
+        if (signal.aborted) return this.stopped(ref, signal, partial);
         const failure = toGenerationError(err);
         if (failure.transient && retry < MAX_RETRIES) {
           this.logger.warn(`attempt ${attempt} of ${ref.messageId} failed (${failure.code}), retrying: ${failure.message}`);
           await sleep(RETRY_BACKOFF_MS[retry] ?? 2000, signal);
-          if (signal.aborted) return 'abandoned';
+          if (signal.aborted) return this.stopped(ref, signal, EMPTY);
           attempt++;
           continue;
         }
         await this.fail(ref, failure.toReason(), partial, command, delivery);
         return 'finished';
       }
+      if (outcome === null) return this.stopped(ref, signal, partial);
+      const stored = await this.history.finish(ref.sessionId, ref.messageId, 'completed', {
+        content: outcome.content,
+        createdAt: new Date().toISOString(),
+        ...(outcome.thinking ? { thinking: outcome.thinking } : {}),
+        usage: outcome.usage,
+      });
+      // Announce whatever outcome stands (this one, or a cancel that won the race); idempotent.
+      if (stored !== 'gone') await this.announceStored(ref);
+      this.logger.log(
+        `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt} ` +
+          `tokens=${outcome.usage.completionTokens} ms=${Date.now() - started}`,
+      );
+      return 'finished';
     }
+  }
+
+  /** The signal fired: a cancel ends the message (keeping the partial answer); a shutdown abandons it. */
+  private stopped(ref: MessageRef, signal: AbortSignal, partial: PartialReply): Promise<RunResult> {
+    return isCancelled(signal) ? this.cancelled(ref, partial) : Promise.resolve('abandoned');
+  }
+
+  /** Stores the cancel with the partial answer, marked cancelled, and announces chat.cancelled. */
+  private async cancelled(ref: MessageRef, partial: PartialReply): Promise<RunResult> {
+    await this.history.finish(ref.sessionId, ref.messageId, 'cancelled', {
+      content: partial.content,
+      createdAt: new Date().toISOString(),
+      ...(partial.thinking ? { thinking: partial.thinking } : {}),
+    });
+    this.logger.log(`cancelled session=${ref.sessionId} message=${ref.messageId} keptChars=${partial.content.length}`);
+    return this.announceStored(ref);
   }
 
   /**
@@ -269,7 +294,11 @@ export class GenerationRunner {
       ...(partial.thinking ? { thinking: partial.thinking } : {}),
       error,
     });
-    if (stored !== 'applied') return; // ended otherwise (cancelled) or cleared meanwhile
+    if (stored === 'gone') return; // cleared meanwhile: the clear announced it
+    if (stored === 'already-ended') {
+      await this.announceStored(ref); // a cancel won the race
+      return;
+    }
     await this.bus.deadLetter({
       stream: 'chat:incoming',
       entryId: delivery.entryId,

@@ -5,6 +5,7 @@ import {
   ApiBearerAuth,
   ApiForbiddenResponse,
   ApiNoContentResponse,
+  ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
   ApiParam,
@@ -48,6 +49,25 @@ export class ChatController {
   @ApiOkResponse({ type: HistoryResponseDto })
   async history(@Param('sessionId', new IdParamPipe('sessionId')) sessionId: string): Promise<HistoryResponseDto> {
     return { sessionId, messages: await this.chat.getHistory(sessionId) };
+  }
+
+  @Post(':sessionId/messages/:messageId/cancel')
+  @HttpCode(202)
+  @ApiOperation({
+    summary: 'Stop a message',
+    description:
+      'A queued message never starts; a running one has its Ollama request aborted at once and ends with chat.cancelled, ' +
+      'its partial answer kept in the history (status cancelled). A message that already ended is left as it is.',
+  })
+  @ApiParam({ name: 'sessionId' })
+  @ApiParam({ name: 'messageId' })
+  @ApiAcceptedResponse({ description: 'Cancel requested' })
+  @ApiNotFoundResponse({ description: 'No such message in this session', type: ErrorResponseDto })
+  async cancel(
+    @Param('sessionId', new IdParamPipe('sessionId')) sessionId: string,
+    @Param('messageId', new IdParamPipe('messageId')) messageId: string,
+  ): Promise<void> {
+    await this.chat.cancel(sessionId, messageId);
   }
 
   @Delete(':sessionId')

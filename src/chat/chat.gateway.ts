@@ -16,6 +16,7 @@ import { ChatEventMap, ChatEventType, DeliveredEvent } from '../event-bus/envelo
 import { isValidId } from '../event-bus/stream-names';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatService } from './chat.service';
+import { CancelMessageDto } from './dto/cancel-message.dto';
 import { MessageInputDto } from './dto/send-message.dto';
 
 /** What the server emits: each event's payload plus its eventId. A wrong payload does not compile. */
@@ -70,6 +71,18 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
     try {
       const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId });
       return { messageId: result.messageId };
+    } catch (err) {
+      return { error: toErrorBody(err) };
+    }
+  }
+
+  @SubscribeMessage('chat.cancel')
+  async onCancel(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ ok: true } | { error: ErrorBody }> {
+    const input = await validatePayload(CancelMessageDto, body);
+    if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
+    try {
+      await this.chat.cancel(socket.data.sessionId, input.value.messageId);
+      return { ok: true };
     } catch (err) {
       return { error: toErrorBody(err) };
     }

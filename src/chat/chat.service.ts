@@ -1,4 +1,4 @@
-import { BadRequestException, Injectable, Logger } from '@nestjs/common';
+import { BadRequestException, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { ThinkLevel } from '../event-bus/envelopes';
@@ -69,11 +69,34 @@ export class ChatService {
     return { messageId, sessionId, status: 'queued' };
   }
 
+  /**
+   * Stops a message: a queued one never starts (cancelled here, announced at once); a running one
+   * is stopped by its worker, which keeps the partial answer and announces chat.cancelled. A message
+   * that already ended stays as it is. Unknown messages are a 404.
+   */
+  async cancel(sessionId: string, messageId: string): Promise<void> {
+    const result = await this.history.requestCancel(sessionId, messageId);
+    if (result === 'gone') throw new NotFoundException(`no message ${messageId} in this session`);
+    if (result === 'cancelled') {
+      const eventId = await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
+      await this.history.markAnnounced(sessionId, messageId, eventId);
+    } else if (result === 'signal') {
+      await this.bus.signalCancel({ sessionId, messageId });
+    }
+    this.logger.log(`cancel session=${sessionId} message=${messageId}: ${result}`);
+  }
+
   getHistory(sessionId: string): Promise<HistoryMessage[]> {
     return this.history.history(sessionId);
   }
 
+  /** Deletes the conversation; messages still queued or running end as cancelled. */
   async clear(sessionId: string): Promise<void> {
-    await this.history.clear(sessionId);
+    const unfinished = await this.history.clear(sessionId);
+    for (const messageId of unfinished) {
+      await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
+      await this.bus.signalCancel({ sessionId, messageId });
+    }
+    if (unfinished.length) this.logger.log(`cleared session=${sessionId}, cancelling ${unfinished.length} unfinished message(s)`);
   }
 }

@@ -26,6 +26,31 @@ export interface CommandMap {
 export type CommandType = keyof CommandMap;
 export type Command = { [K in CommandType]: { type: K; payload: CommandMap[K] } }[CommandType];
 
+// ---------- signals (pub/sub CANCEL_CHANNEL) ----------
+
+export interface CancelSignal {
+  sessionId: string;
+  messageId: string;
+}
+
+export function encodeCancelSignal(signal: CancelSignal): string {
+  return JSON.stringify({ v: ENVELOPE_VERSION, sessionId: signal.sessionId, messageId: signal.messageId });
+}
+
+export function decodeCancelSignal(raw: string): Decoded<CancelSignal> {
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (typeof data !== 'object' || data === null) return { ok: false, reason: 'not an object' };
+  const { v, sessionId, messageId } = data as Record<string, unknown>;
+  if (v !== ENVELOPE_VERSION) return { ok: false, reason: `unsupported version ${JSON.stringify(v ?? null)}` };
+  if (!isValidId(sessionId) || !isValidId(messageId)) return { ok: false, reason: 'sessionId and messageId must be ids' };
+  return { ok: true, value: { sessionId, messageId } };
+}
+
 // ---------- events (chat:outgoing) ----------
 
 interface MessageRef {

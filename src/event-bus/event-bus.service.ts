@@ -1,8 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { ChatEvent, Command, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
+import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
 import { RedisConnections } from './redis-connections';
-import { STREAMS } from './stream-names';
+import { CANCEL_CHANNEL, STREAMS } from './stream-names';
 
 export interface DeadLetter {
   /** Where the entry came from. */
@@ -36,6 +36,11 @@ export class EventBus {
   /** Returns the event id. */
   async publishEvent(event: ChatEvent): Promise<string> {
     return this.xadd(STREAMS.outgoing, encodeEvent(event));
+  }
+
+  /** Tells whichever worker runs this message to stop now. */
+  async signalCancel(signal: CancelSignal): Promise<void> {
+    await this.redis.commands.publish(CANCEL_CHANNEL, encodeCancelSignal(signal));
   }
 
   async deadLetter(letter: DeadLetter): Promise<void> {

@@ -37,6 +37,8 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
       this.commandConnection = this.open('commands', {
         enableOfflineQueue: false,
         commandTimeout: COMMAND_TIMEOUT_MS,
+        // A half-open socket (silent failover, NAT drop) is declared dead and reconnected.
+        socketTimeout: 5000,
         maxRetriesPerRequest: 1,
       });
     }
@@ -47,6 +49,17 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
   openBlocking(name: string): Redis {
     // The offline queue stays on here: a read issued while reconnecting waits for the connection
     // instead of spinning on errors; the reader's own loop handles failures.
+    return this.open(name, {
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      // A BLOCK that outlives its own timeout by 2 s is on a dead socket: fail it so the loop retries.
+      blockingTimeout: 30_000,
+      blockingTimeoutGrace: 2000,
+    });
+  }
+
+  /** A dedicated connection for SUBSCRIBE; ioredis re-subscribes by itself after a reconnect. */
+  openSubscriber(name: string): Redis {
     return this.open(name, { enableOfflineQueue: true, maxRetriesPerRequest: null });
   }
 

@@ -10,6 +10,12 @@ export const STREAMS = {
 
 export const WORKER_GROUP = 'ai-workers';
 
+/**
+ * Pub/sub channel telling workers to stop a running generation at once. Best effort by nature;
+ * the cancel is also recorded in the history, where a worker checks it before each attempt.
+ */
+export const CANCEL_CHANNEL = 'chat:cancel';
+
 /** Ids that may be embedded in a key: checked before they ever reach Redis. */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 

@@ -64,7 +64,8 @@ export class StreamTail {
         entries = parseReadReply(reply);
         backoffMs = 100;
       } catch (err) {
-        if (this.stopped) break;
+        // Stopped, or the connection was closed under us (shutdown): leave quietly.
+        if (this.stopped || connection.status === 'end') break;
         this.logger.warn(`read failed, retrying in ${backoffMs} ms: ${(err as Error).message}`);
         await sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, 2000);

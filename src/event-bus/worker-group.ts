@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
+import { LuaScript } from './lua-script';
 import { RedisConnections } from './redis-connections';
 import { STREAMS, WORKER_GROUP } from './stream-names';
 import { parseAutoClaimReply, parseReadReply, StreamEntry } from './stream-reply';
@@ -8,6 +9,23 @@ export interface ClaimedEntry extends StreamEntry {
   /** How many times the entry has been delivered, this claim included. */
   deliveries: number;
 }
+
+/** KEYS: the stream. ARGV: group, consumer, entry ids. Returns the ids now pending with another consumer. */
+const KEEP_ALIVE = new LuaScript(`
+local lost = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if pending[1] then
+    if pending[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
+    else
+      table.insert(lost, id)
+    end
+  end
+end
+return lost
+`);
 
 /**
  * The `ai-workers` consumer group on chat:incoming: reading new commands, acknowledging them,
@@ -37,14 +55,23 @@ export class WorkerGroup {
     return parseReadReply(reply);
   }
 
+  /**
+   * Acknowledges a command and deletes it: chat:incoming then holds only work not yet done, so its
+   * length bound can never cut off a command that was not delivered.
+   */
   async ack(entryId: string): Promise<void> {
-    await this.redis.commands.xack(STREAMS.incoming, WORKER_GROUP, entryId);
+    await this.redis.commands.multi().xack(STREAMS.incoming, WORKER_GROUP, entryId).xdel(STREAMS.incoming, entryId).exec();
   }
 
-  /** Resets the idle time of entries this consumer is working on, so nobody takes them over. */
-  async keepAlive(consumer: string, entryIds: string[]): Promise<void> {
-    if (entryIds.length === 0) return;
-    await this.redis.commands.xclaim(STREAMS.incoming, WORKER_GROUP, consumer, 0, ...entryIds, 'JUSTID');
+  /**
+   * Resets the idle time of entries this consumer still owns, so nobody takes them over, and
+   * returns those it no longer owns (taken over after this process stalled): their work must stop.
+   * One script, so an entry taken over meanwhile is never claimed back.
+   */
+  async keepAlive(consumer: string, entryIds: string[]): Promise<string[]> {
+    if (entryIds.length === 0) return [];
+    const lost: unknown = await KEEP_ALIVE.run(this.redis.commands, [STREAMS.incoming], [WORKER_GROUP, consumer, ...entryIds]);
+    return Array.isArray(lost) ? lost.filter((id): id is string => typeof id === 'string') : [];
   }
 
   /**

@@ -24,7 +24,15 @@ const field = {
   assistant: (messageId: string) => `${messageId}:assistant`,
   status: (messageId: string) => `${messageId}:status`,
   announced: (messageId: string) => `${messageId}:announced`,
+  cancel: (messageId: string) => `${messageId}:cancel`,
 };
+
+/**
+ * `cancelled`: it was still queued and is now cancelled (the caller announces it); `signal`: it is
+ * being answered, the cancel is recorded and the worker running it must be told; `ended`: too late;
+ * `gone`: no such message.
+ */
+export type CancelRequest = 'cancelled' | 'signal' | 'ended' | 'gone';
 
 /** `applied`; `already-ended` (a final status was there first); `gone` (cleared or trimmed). */
 export type Transition = 'applied' | 'already-ended' | 'gone';
@@ -34,6 +42,50 @@ export interface StoredOutcome {
   part: StoredAssistantPart | null;
   announced: boolean;
 }
+
+const FINAL_LUA = `local function final(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end`;
+
+/** KEYS: order list, messages hash. ARGV: how many to drop at most. Field names as in `field`. */
+const TRIM = new LuaScript(`${FINAL_LUA}
+local dropped = 0
+while dropped < tonumber(ARGV[1]) do
+  local id = redis.call('LINDEX', KEYS[1], 0)
+  if not id then break end
+  if not final(redis.call('HGET', KEYS[2], id .. ':status')) then break end
+  redis.call('LPOP', KEYS[1])
+  redis.call('HDEL', KEYS[2], id .. ':user', id .. ':assistant', id .. ':status', id .. ':announced', id .. ':cancel')
+  dropped = dropped + 1
+end
+return dropped
+`);
+
+/** KEYS: order list, messages hash, client-ids hash. Returns ids not ended or not announced. */
+const CLEAR = new LuaScript(`${FINAL_LUA}
+local open = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local status = redis.call('HGET', KEYS[2], id .. ':status')
+  if status and (not final(status) or redis.call('HEXISTS', KEYS[2], id .. ':announced') == 0) then
+    table.insert(open, id)
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return open
+`);
+
+/** KEYS: messages hash, order list. ARGV: user field, status field, assistant field, cancel field, part, ttl. */
+const CANCEL = new LuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'gone' end
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+if current == 'completed' or current == 'failed' or current == 'cancelled' then return 'ended' end
+redis.call('HSET', KEYS[1], ARGV[4], '1')
+if current == 'queued' then
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], 'cancelled')
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  return 'cancelled'
+end
+return 'signal'
+`);
 
 /**
  * Sets a message's status and reply part unless the message is gone (a cleared conversation must
@@ -82,13 +134,10 @@ export class ChatHistoryStore {
     if (length > this.maxTurns) await this.trim(sessionId, length - this.maxTurns);
   }
 
-  /** Drops the oldest turns beyond the cap. */
+  /** Drops the oldest ended turns beyond the cap (a message still in progress is never dropped). */
   private async trim(sessionId: string, excess: number): Promise<void> {
     const keys = sessionKeys(sessionId);
-    const dropped = await this.redis.commands.lpop(keys.order, excess);
-    if (!dropped || dropped.length === 0) return;
-    const fields = dropped.flatMap((id) => [field.user(id), field.assistant(id), field.status(id), field.announced(id)]);
-    await this.redis.commands.hdel(keys.messages, ...fields);
+    await TRIM.run(this.redis.commands, [keys.order, keys.messages], [excess]);
   }
 
   /**
@@ -106,6 +155,22 @@ export class ChatHistoryStore {
    */
   async finish(sessionId: string, messageId: string, status: FinalStatus, part: StoredAssistantPart): Promise<Transition> {
     return this.transition(sessionId, messageId, status, part);
+  }
+
+  /** A person asked to stop this message (see CancelRequest). */
+  async requestCancel(sessionId: string, messageId: string): Promise<CancelRequest> {
+    const keys = sessionKeys(sessionId);
+    const part: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
+    const result = await CANCEL.run(
+      this.redis.commands,
+      [keys.messages, keys.order],
+      [field.user(messageId), field.status(messageId), field.assistant(messageId), field.cancel(messageId), JSON.stringify(part), this.config.history.ttlSeconds],
+    );
+    return result === 'cancelled' || result === 'signal' || result === 'ended' ? result : 'gone';
+  }
+
+  async isCancelRequested(sessionId: string, messageId: string): Promise<boolean> {
+    return (await this.redis.commands.hexists(sessionKeys(sessionId).messages, field.cancel(messageId))) === 1;
   }
 
   /** Records that the final event of a message was published (with its event id). */
@@ -218,8 +283,14 @@ export class ChatHistoryStore {
     await this.redis.commands.hdel(sessionKeys(sessionId).clientIds, clientMessageId);
   }
 
-  async clear(sessionId: string): Promise<void> {
+  /**
+   * Deletes the conversation in one step and returns the messages that had not ended (or whose end
+   * was not announced yet): the caller announces them as cancelled. Workers still on them find
+   * them gone and stay silent, so each gets exactly one final event.
+   */
+  async clear(sessionId: string): Promise<string[]> {
     const keys = sessionKeys(sessionId);
-    await this.redis.commands.del(keys.order, keys.messages, keys.clientIds);
+    const unfinished: unknown = await CLEAR.run(this.redis.commands, [keys.order, keys.messages, keys.clientIds], []);
+    return Array.isArray(unfinished) ? unfinished.filter((id): id is string => typeof id === 'string') : [];
   }
 }
