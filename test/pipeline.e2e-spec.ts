@@ -279,7 +279,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
     expect(send.status).toBe(403);
 
     const intruder = new ChatClient(app.url, client.session);
-    await expect(intruder.connect({ sessionId: client.session.sessionId, token: other.token })).rejects.toThrow('forbidden');
+    await expect(intruder.connect({ sessionId: client.session.sessionId, token: other.token })).rejects.toThrow('unauthorized');
     await expect(intruder.connect({ sessionId: client.session.sessionId, token: 'nope' })).rejects.toThrow('unauthorized');
     await expect(intruder.connect({ sessionId: client.session.sessionId })).rejects.toThrow('unauthorized');
     intruder.close();

@@ -90,10 +90,18 @@ export class GenerationRunner {
    * sees the earlier answers. Returns false when aborted while waiting.
    */
   private async waitForTurn(ref: MessageRef, signal: AbortSignal): Promise<boolean> {
+    // An earlier message ends within its longest possible life (every delivery timing out); past
+    // that it is stuck for a reason of its own and must not hold the session hostage.
+    const { claimIdleMs, maxDeliveries } = this.config.worker;
+    const deadline = Date.now() + this.config.ai.totalTimeoutMs + claimIdleMs * (maxDeliveries + 1);
     let logged = false;
     while (!signal.aborted) {
       const done = await this.history.earlierMessagesDone(ref.sessionId, ref.messageId);
       if (done !== false) return true;
+      if (Date.now() > deadline) {
+        this.logger.warn(`message ${ref.messageId} stops waiting for earlier messages of session ${ref.sessionId}`);
+        return true;
+      }
       if (!logged) this.logger.debug(`message ${ref.messageId} waits for earlier messages of session ${ref.sessionId}`);
       logged = true;
       await sleep(TURN_POLL_MS, signal);

@@ -4,6 +4,8 @@ import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { GLOBAL_KEYS, isValidId } from '../event-bus/stream-names';
 
+const SECRET_REFRESH_MS = 60_000;
+
 export type TokenCheck = 'ok' | 'unauthorized' | 'forbidden';
 
 /**
@@ -15,6 +17,7 @@ export type TokenCheck = 'ok' | 'unauthorized' | 'forbidden';
 export class SessionTokens {
   private readonly logger = new Logger(SessionTokens.name);
   private secret: Promise<Buffer> | null = null;
+  private loadedAt = 0;
 
   constructor(
     private readonly config: AppConfig,
@@ -55,20 +58,29 @@ export class SessionTokens {
   }
 
   private key(): Promise<Buffer> {
-    this.secret ??= this.loadSecret().catch((err: unknown) => {
-      this.secret = null; // Redis was away: try again on the next request
+    if (this.secret && Date.now() - this.loadedAt < SECRET_REFRESH_MS) return this.secret;
+    const previous = this.secret;
+    this.loadedAt = Date.now();
+    this.secret = this.loadSecret(previous).catch((err: unknown) => {
+      this.secret = previous; // Redis was away: keep what we had, try again on the next request
+      this.loadedAt = 0;
+      if (previous) return previous;
       throw err;
     });
     return this.secret;
   }
 
-  private async loadSecret(): Promise<Buffer> {
+  /**
+   * The shared secret: SESSION_SECRET, or the one in Redis. Re-read every minute and written back
+   * if Redis lost it, so instances converge on one secret instead of splitting after a data loss.
+   */
+  private async loadSecret(previous: Promise<Buffer> | null): Promise<Buffer> {
     if (this.config.auth.sessionSecret) return Buffer.from(this.config.auth.sessionSecret);
-    const candidate = randomBytes(32).toString('base64url');
-    await this.redis.commands.set(GLOBAL_KEYS.authSecret, candidate, 'NX');
+    const candidate = previous ? (await previous).toString() : randomBytes(32).toString('base64url');
+    const created = await this.redis.commands.set(GLOBAL_KEYS.authSecret, candidate, 'NX');
     const shared = await this.redis.commands.get(GLOBAL_KEYS.authSecret);
     if (!shared) throw new Error('session secret missing in Redis');
-    if (shared === candidate) this.logger.log('created the shared session-token secret in Redis');
+    if (created === 'OK') this.logger.log(previous ? 'restored the shared session-token secret in Redis' : 'created the shared session-token secret in Redis');
     return Buffer.from(shared);
   }
 }

@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Logger } from '@nestjs/common';
+import { BeforeApplicationShutdown, Logger, OnApplicationShutdown } from '@nestjs/common';
 import {
   ConnectedSocket,
   MessageBody,
@@ -36,8 +36,9 @@ export const roomOf = (sessionId: string) => `session:${sessionId}`;
  * each socket joins its session's room; events from chat:outgoing are relayed into rooms only.
  */
 @WebSocketGateway({ namespace: '/chat' })
-export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeApplicationShutdown {
+export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(ChatGateway.name);
+  private stopping = false;
   @WebSocketServer() private server: ChatNamespace;
 
   constructor(
@@ -88,7 +89,16 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
     }
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  /**
+   * Runs after every beforeApplicationShutdown hook, i.e. after the in-process worker had its grace
+   * period: answers finished meanwhile still reach this instance's sockets. New handshakes are
+   * refused from the moment shutdown begins.
+   */
+  beforeApplicationShutdown(): void {
+    this.stopping = true;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
     await this.relay.stop();
     this.server?.disconnectSockets(true);
   }
@@ -97,9 +107,10 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
   private async authenticate(socket: ChatSocket): Promise<string | null> {
     const auth: unknown = socket.handshake.auth;
     const { sessionId, token } = (typeof auth === 'object' && auth !== null ? auth : {}) as Record<string, unknown>;
+    if (this.stopping) return 'unavailable';
     if (!isValidId(sessionId)) return 'unauthorized';
-    const check = await this.tokens.verify(sessionId, token);
-    if (check !== 'ok') return check;
+    // CONTRACT: any bad token, including another session's, fails with `unauthorized`.
+    if ((await this.tokens.verify(sessionId, token)) !== 'ok') return 'unauthorized';
     socket.data.sessionId = sessionId;
     return null;
   }

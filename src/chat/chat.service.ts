@@ -1,4 +1,4 @@
-import { BadRequestException, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { ThinkLevel } from '../event-bus/envelopes';
@@ -41,7 +41,7 @@ export class ChatService {
     const { sessionId } = input;
     const messageId = randomUUID();
     if (input.clientMessageId) {
-      const existing = await this.history.bindClientMessageId(sessionId, input.clientMessageId, messageId);
+      const existing = await this.claimClientMessageId(sessionId, input.clientMessageId, messageId);
       if (existing) return { messageId: existing, sessionId, status: 'queued' };
     }
     const createdAt = new Date().toISOString();
@@ -67,6 +67,24 @@ export class ChatService {
     }
     this.logger.debug(`queued session=${sessionId} message=${messageId} chars=${input.content.length}`);
     return { messageId, sessionId, status: 'queued' };
+  }
+
+  /**
+   * Binds clientMessageId to a new messageId, or returns the messageId of the earlier send with it.
+   * A repeat that races the first send answers only once that send is really queued (its history
+   * entry exists); if the first send fails meanwhile, the repeat takes its place.
+   */
+  private async claimClientMessageId(sessionId: string, clientMessageId: string, messageId: string): Promise<string | null> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const existing = await this.history.bindClientMessageId(sessionId, clientMessageId, messageId);
+      if (existing === null) return null;
+      if ((await this.history.getStatus(sessionId, existing)) !== null) return existing;
+      if (Date.now() > deadline) {
+        throw new ServiceUnavailableException('an earlier send with this clientMessageId is still in progress; retry shortly');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
   }
 
   /**

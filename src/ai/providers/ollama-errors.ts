@@ -19,7 +19,8 @@ function causeCode(err: unknown): string | undefined {
  */
 export function classifyOllamaError(err: unknown, ctx: { host: string; model: string; receivedAny: boolean }): GenerationError {
   if (err instanceof GenerationError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  // Ollama's own text helps people act; it is cut short so a long body never floods a client.
+  const message = (err instanceof Error ? err.message : String(err)).slice(0, 300);
   const status = (err as { status_code?: unknown } | null)?.status_code;
 
   if (typeof status === 'number') {

@@ -9,16 +9,24 @@ export class OllamaProvider implements AiProvider {
   readonly name = 'ollama';
   private readonly logger = new Logger(OllamaProvider.name);
 
+  /** The host as shown to people: without any user:password of the URL. */
+  private readonly shownHost: string;
+
   constructor(
     private readonly host: string,
     private readonly model: string,
-  ) {}
+  ) {
+    const url = new URL(host);
+    url.username = '';
+    url.password = '';
+    this.shownHost = url.origin + url.pathname.replace(/\/+$/, '');
+  }
 
   async *stream(request: GenerationRequest, signal: AbortSignal): AsyncIterable<GenerationChunk> {
     // One client per generation: the client's abort() cancels every request it started, so sharing
     // one would let a cancel in one chat kill the others.
     const client = new Ollama({ host: this.host });
-    const ctx = { host: this.host, model: this.model, receivedAny: false };
+    const ctx = { host: this.shownHost, model: this.model, receivedAny: false };
     const onAbort = () => client.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -43,10 +51,14 @@ export class OllamaProvider implements AiProvider {
   }
 
   async health(): Promise<ProviderHealth> {
-    const client = new Ollama({ host: this.host });
-    const details = { host: this.host, model: this.model };
+    // The client's abort() only reaches streamed requests, so the probe's fetch carries its own timeout.
+    const client = new Ollama({
+      host: this.host,
+      fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(2000) }),
+    });
+    const details = { host: this.shownHost, model: this.model };
     try {
-      const { models } = await withTimeout(client.list(), 2000);
+      const { models } = await client.list();
       const present = models.some((m) => m.name === this.model || m.model === this.model || m.name === `${this.model}:latest`);
       if (!present) {
         return {
@@ -60,25 +72,9 @@ export class OllamaProvider implements AiProvider {
       this.logger.debug(`health check failed: ${(err as Error).message}`);
       return {
         ok: false,
-        message: `Cannot reach Ollama at ${this.host}: start it with \`ollama serve\` or set OLLAMA_HOST.`,
+        message: `Cannot reach Ollama at ${this.shownHost}: start it with \`ollama serve\` or set OLLAMA_HOST.`,
         details: { ...details, reachable: false, modelPresent: false },
       };
     }
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }
