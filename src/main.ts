@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import helmet from 'helmet';
 import { join } from 'node:path';
 import { AppModule } from './app.module';
 import { ConfiguredIoAdapter } from './app/configured-io.adapter';
@@ -21,6 +22,9 @@ async function bootstrap(): Promise<void> {
   const config = app.get(AppConfig);
   app.useLogger(createLogger(config.logLevel));
   app.flushLogs();
+  // Self-hosted instances are often reached over plain http on a LAN: upgrading the page's own
+  // requests to https would break it there.
+  app.use(helmet({ contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } } }));
   app.useBodyParser('json', { limit: bodyLimit(config) });
   app.enableCors(config.http.corsOrigins ? { origin: config.http.corsOrigins, credentials: true } : { origin: false });
   app.useGlobalPipes(createValidationPipe());

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { Response } from 'express';
+import { RetryLaterException } from '../limits/send-limits.service';
 
 export interface ErrorBody {
   statusCode: number;
@@ -78,7 +79,8 @@ export class HttpErrorsFilter implements ExceptionFilter {
       response.status(503).json(err.getResponse());
       return;
     }
-    if (body.statusCode === 503) response.setHeader('Retry-After', '2');
+    if (err instanceof RetryLaterException) response.setHeader('Retry-After', String(err.retryAfterSeconds));
+    else if (body.statusCode === 503) response.setHeader('Retry-After', '2');
     response.status(body.statusCode).json(body);
   }
 }

@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Ip, Param, Post, UseGuards } from '@nestjs/common';
 import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
@@ -11,6 +11,7 @@ import {
   ApiParam,
   ApiServiceUnavailableResponse,
   ApiTags,
+  ApiTooManyRequestsResponse,
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { SessionAuthGuard } from '../auth/session-auth.guard';
@@ -39,8 +40,9 @@ export class ChatController {
   })
   @ApiAcceptedResponse({ type: SendMessageResponseDto })
   @ApiBadRequestResponse({ description: 'Invalid input; the message names the field', type: ErrorResponseDto })
-  send(@Body() body: SendMessageDto): Promise<SendMessageResponseDto> {
-    return this.chat.send(body);
+  @ApiTooManyRequestsResponse({ description: 'Rate limit of the session or the address; see Retry-After', type: ErrorResponseDto })
+  send(@Body() body: SendMessageDto, @Ip() address: string): Promise<SendMessageResponseDto> {
+    return this.chat.send({ ...body, address });
   }
 
   @Get(':sessionId/history')

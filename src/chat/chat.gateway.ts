@@ -70,7 +70,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
     const input = await validatePayload(MessageInputDto, body);
     if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
     try {
-      const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId });
+      const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId, address: socket.handshake.address });
       return { messageId: result.messageId };
     } catch (err) {
       return { error: toErrorBody(err) };

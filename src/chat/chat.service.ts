@@ -5,12 +5,15 @@ import { ThinkLevel } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { ChatHistoryStore } from '../history/chat-history.store';
 import { HistoryMessage } from '../history/stored-message';
+import { SendLimits } from '../limits/send-limits.service';
 
 export interface SendInput {
   sessionId: string;
   content: string;
   clientMessageId?: string;
   think?: ThinkLevel;
+  /** The client's address, for the per-address rate limit. */
+  address?: string | null;
 }
 
 export interface SendResult {
@@ -31,6 +34,7 @@ export class ChatService {
     private readonly bus: EventBus,
     private readonly history: ChatHistoryStore,
     private readonly config: AppConfig,
+    private readonly limits: SendLimits,
   ) {}
 
   async send(input: SendInput): Promise<SendResult> {
@@ -41,8 +45,15 @@ export class ChatService {
     const { sessionId } = input;
     const messageId = randomUUID();
     if (input.clientMessageId) {
+      // A repeat of an accepted send is answered before the limits: it queues nothing.
       const existing = await this.claimClientMessageId(sessionId, input.clientMessageId, messageId);
       if (existing) return { messageId: existing, sessionId, status: 'queued' };
+    }
+    try {
+      await this.limits.check(sessionId, input.address ?? null);
+    } catch (err) {
+      if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
+      throw err;
     }
     const createdAt = new Date().toISOString();
     try {

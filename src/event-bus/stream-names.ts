@@ -28,8 +28,7 @@ export function isValidId(value: unknown): value is string {
  * used together in one MULTI or script.
  */
 export function sessionKeys(sessionId: string) {
-  if (!isValidId(sessionId)) throw new Error(`invalid session id for a key: ${JSON.stringify(sessionId)}`);
-  const tag = `chat:{${sessionId}}`;
+  const tag = sessionTag(sessionId);
   return {
     /** LIST of messageIds in the order they were accepted. */
     order: `${tag}:order`,
@@ -38,6 +37,21 @@ export function sessionKeys(sessionId: string) {
     /** HASH clientMessageId -> messageId (idempotent sends). */
     clientIds: `${tag}:client-ids`,
   } as const;
+}
+
+/** Sends of a session in the given minute (rate-limit window); in the session's slot. */
+export function sessionRateKey(sessionId: string, minute: number): string {
+  return `${sessionTag(sessionId)}:rate:${minute}`;
+}
+
+function sessionTag(sessionId: string): string {
+  if (!isValidId(sessionId)) throw new Error(`invalid session id for a key: ${JSON.stringify(sessionId)}`);
+  return `chat:{${sessionId}}`;
+}
+
+/** Sends from one client address in the given minute; the address is hashed, never stored. */
+export function addressRateKey(addressHash: string, minute: number): string {
+  return `chat:rate:addr:{${addressHash}}:${minute}`;
 }
 
 export const GLOBAL_KEYS = {
