@@ -8,6 +8,7 @@ import { DeltaBatcher } from './delta-batcher';
 import { isCancelled } from './abort-reasons';
 import { GenerationError } from './generation-error';
 import { GenerationSlots } from './generation-slots';
+import { ProgressSnapshots } from './progress-snapshots';
 import { AI_PROVIDER, AiProvider, buildMessages, GenerationRequest } from './providers/ai-provider';
 
 /** `finished`: an outcome was published and stored, ack it. `abandoned`: leave it for another worker. */
@@ -127,11 +128,13 @@ export class GenerationRunner {
     for (let retry = 0; ; retry++) {
       // Only the provider attempt is retried. A Redis error while publishing or storing escapes:
       // the command stays unacknowledged and its redelivery repairs what is missing.
-      await this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
+      const startedId = await this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
+      const progress = new ProgressSnapshots(this.history, ref, startedId);
+      await progress.begin();
       const partial = { content: '', thinking: '' };
       let outcome: AttemptOutcome | null;
       try {
-        outcome = await this.attempt(ref, request, signal, partial);
+        outcome = await this.attempt(ref, request, signal, partial, progress);
       } catch (err) {
         if (signal.aborted) return this.stopped(ref, signal, partial);
         const failure = toGenerationError(err);
@@ -229,6 +232,7 @@ export class GenerationRunner {
     request: GenerationRequest,
     signal: AbortSignal,
     partial: { content: string; thinking: string },
+    progress: ProgressSnapshots,
   ): Promise<AttemptOutcome | null> {
     const controller = new AbortController();
     const onOuterAbort = () => controller.abort();
@@ -247,15 +251,14 @@ export class GenerationRunner {
       expire(new GenerationError('generation_timeout', `The answer took longer than ${Math.round(totalTimeoutMs / 1000)} s and was stopped.`, false)),
       totalTimeoutMs,
     );
-    const batcher = new DeltaBatcher(
-      (kind, delta) =>
-        this.bus.publishEvent(
-          kind === 'thinking'
-            ? { type: 'chat.thinking', payload: { ...ref, delta } }
-            : { type: 'chat.delta', payload: { ...ref, delta } },
-        ),
-      this.config.worker.deltaCoalesceMs,
-    );
+    const batcher = new DeltaBatcher(async (kind, delta) => {
+      const eventId = await this.bus.publishEvent(
+        kind === 'thinking'
+          ? { type: 'chat.thinking', payload: { ...ref, delta } }
+          : { type: 'chat.delta', payload: { ...ref, delta } },
+      );
+      await progress.published(kind, delta, eventId);
+    }, this.config.worker.deltaCoalesceMs);
     let usage: Usage | null = null;
     try {
       for await (const chunk of this.provider.stream(request, controller.signal)) {

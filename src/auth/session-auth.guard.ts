@@ -16,7 +16,9 @@ export class SessionAuthGuard implements CanActivate {
     if (!this.tokens.enabled) return true;
     const request = context.switchToHttp().getRequest<Request>();
     const header = request.headers.authorization;
-    const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : null;
+    // Browsers' EventSource cannot set headers: a `token` query parameter is accepted too.
+    const query: unknown = request.query?.token;
+    const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : typeof query === 'string' ? query : null;
     if (!token) throw new UnauthorizedException('missing bearer token: send Authorization: Bearer <token from POST /sessions>');
     const fromParams: unknown = request.params?.sessionId;
     const body: unknown = request.body;

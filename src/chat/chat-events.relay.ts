@@ -1,22 +1,27 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { decodeEvent, DeliveredEvent } from '../event-bus/envelopes';
+import { decodeOutgoing, DeliveredEvent } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
 import { StreamTail } from '../event-bus/stream-tail';
+import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
 
 /**
  * The process's single reader of chat:outgoing. Each entry is decoded once and handed to the sink
- * (the gateway), whatever the number of sockets; a malformed entry is logged and skipped.
+ * (the gateway's room broadcast) and to the session hub (SSE, plain WebSocket, sockets resuming),
+ * whatever the number of clients; a malformed entry is logged and skipped.
  */
 @Injectable()
 export class ChatEventsRelay {
   private readonly logger = new Logger(ChatEventsRelay.name);
   private tail: StreamTail | null = null;
 
-  constructor(private readonly redis: RedisConnections) {}
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly hub: SessionEventHub,
+  ) {}
 
   start(sink: EventSink): void {
     if (this.tail) return;
@@ -31,16 +36,17 @@ export class ChatEventsRelay {
 
   private deliver(entries: StreamEntry[], sink: EventSink): void {
     for (const entry of entries) {
-      const decoded = decodeEvent(entry.fields);
+      const decoded = decodeOutgoing(entry.id, entry.fields);
       if (!decoded.ok) {
         this.logger.warn(`skipping malformed event ${entry.id}: ${decoded.reason}`);
         continue;
       }
       try {
-        sink({ ...decoded.value, eventId: entry.id });
+        sink(decoded.value);
       } catch (err) {
         this.logger.error(`delivering ${entry.id} failed: ${(err as Error).message}`);
       }
+      this.hub.dispatch(decoded.value);
     }
   }
 }

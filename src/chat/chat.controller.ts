@@ -50,7 +50,7 @@ export class ChatController {
   @ApiParam({ name: 'sessionId' })
   @ApiOkResponse({ type: HistoryResponseDto })
   async history(@Param('sessionId', new IdParamPipe('sessionId')) sessionId: string): Promise<HistoryResponseDto> {
-    return { sessionId, messages: await this.chat.getHistory(sessionId) };
+    return { sessionId, ...(await this.chat.getHistory(sessionId)) };
   }
 
   @Post(':sessionId/messages/:messageId/cancel')

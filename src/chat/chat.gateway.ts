@@ -3,6 +3,7 @@ import {
   ConnectedSocket,
   MessageBody,
   OnGatewayConnection,
+  OnGatewayDisconnect,
   OnGatewayInit,
   SubscribeMessage,
   WebSocketGateway,
@@ -14,16 +15,29 @@ import { validatePayload } from '../app/validation';
 import { SessionTokens } from '../auth/session-tokens.service';
 import { ChatEventMap, ChatEventType, DeliveredEvent } from '../event-bus/envelopes';
 import { isValidId } from '../event-bus/stream-names';
+import { isStreamId } from '../event-bus/stream-reply';
+import { ResumableEvents } from './resumable-events';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatService } from './chat.service';
 import { CancelMessageDto } from './dto/cancel-message.dto';
 import { MessageInputDto } from './dto/send-message.dto';
 
+/** Sent instead of a replay when the events after the client's lastEventId are gone. */
+export interface ResyncPayload {
+  sessionId: string;
+  reason: 'events_expired';
+  message: string;
+}
+
 /** What the server emits: each event's payload plus its eventId. A wrong payload does not compile. */
-export type ServerToClientEvents = { [K in ChatEventType]: (payload: ChatEventMap[K] & { eventId: string }) => void };
+export type ServerToClientEvents = { [K in ChatEventType]: (payload: ChatEventMap[K] & { eventId: string }) => void } & {
+  'chat.resync': (payload: ResyncPayload) => void;
+};
 
 interface SocketData {
   sessionId: string;
+  lastEventId: string | null;
+  detach?: () => void;
 }
 
 type ChatSocket = Socket<Record<string, never>, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -31,12 +45,20 @@ type ChatNamespace = Namespace<Record<string, never>, ServerToClientEvents, Reco
 
 export const roomOf = (sessionId: string) => `session:${sessionId}`;
 
+export function resyncPayload(sessionId: string): ResyncPayload {
+  return {
+    sessionId,
+    reason: 'events_expired',
+    message: 'Some events after your lastEventId are no longer kept: reload GET /chat/:sessionId/history, then resume from its lastEventId.',
+  };
+}
+
 /**
  * Socket.IO namespace /chat. Auth happens in the handshake middleware (before any room is joined);
  * each socket joins its session's room; events from chat:outgoing are relayed into rooms only.
  */
 @WebSocketGateway({ namespace: '/chat' })
-export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeApplicationShutdown, OnApplicationShutdown {
+export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(ChatGateway.name);
   private stopping = false;
   @WebSocketServer() private server: ChatNamespace;
@@ -45,6 +67,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
     private readonly tokens: SessionTokens,
     private readonly chat: ChatService,
     private readonly relay: ChatEventsRelay,
+    private readonly resumable: ResumableEvents,
   ) {}
 
   afterInit(server: ChatNamespace): void {
@@ -60,9 +83,36 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
     this.relay.start((event) => this.emit(event));
   }
 
-  handleConnection(socket: ChatSocket): void {
-    // Only sockets that passed the middleware get here.
-    void socket.join(roomOf(socket.data.sessionId));
+  /**
+   * Only sockets that passed the middleware get here. Without lastEventId the socket joins its
+   * room at once; with it, it first receives every event after that id, then joins (no gap, no
+   * duplicate: see ResumableEvents).
+   */
+  async handleConnection(socket: ChatSocket): Promise<void> {
+    const { sessionId, lastEventId } = socket.data;
+    if (!lastEventId) {
+      void socket.join(roomOf(sessionId));
+      return;
+    }
+    try {
+      socket.data.detach = await this.resumable.open(sessionId, lastEventId, {
+        deliver: (event) => socket.emit(event.type, { ...event.payload, eventId: event.eventId } as never),
+        resync: () => socket.emit('chat.resync', resyncPayload(sessionId)),
+        goLive: () => {
+          if (socket.disconnected) return false;
+          void socket.join(roomOf(sessionId));
+          return true;
+        },
+      });
+      if (socket.disconnected) socket.data.detach();
+    } catch (err) {
+      this.logger.warn(`replay for session ${sessionId} failed: ${(err as Error).message}`);
+      socket.disconnect(true);
+    }
+  }
+
+  handleDisconnect(socket: ChatSocket): void {
+    socket.data.detach?.();
   }
 
   @SubscribeMessage('chat.send')
@@ -111,7 +161,10 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, BeforeAp
     if (!isValidId(sessionId)) return 'unauthorized';
     // CONTRACT: any bad token, including another session's, fails with `unauthorized`.
     if ((await this.tokens.verify(sessionId, token)) !== 'ok') return 'unauthorized';
+    const { lastEventId } = (typeof auth === 'object' && auth !== null ? auth : {}) as Record<string, unknown>;
+    if (lastEventId !== undefined && lastEventId !== null && !isStreamId(lastEventId)) return 'invalid lastEventId';
     socket.data.sessionId = sessionId;
+    socket.data.lastEventId = isStreamId(lastEventId) ? lastEventId : null;
     return null;
   }
 

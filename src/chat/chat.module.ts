@@ -3,16 +3,20 @@ import { AuthModule } from '../auth/auth.module';
 import { EventBusModule } from '../event-bus/event-bus.module';
 import { HistoryModule } from '../history/history.module';
 import { LimitsModule } from '../limits/limits.module';
+import { ChatEventsController } from './chat-events.controller';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatController } from './chat.controller';
 import { ChatGateway } from './chat.gateway';
 import { ChatService } from './chat.service';
+import { PlainWsServer } from './plain-ws.server';
+import { ResumableEvents } from './resumable-events';
+import { SessionEventHub } from './session-event-hub';
 import { SessionsController } from './sessions.controller';
 
 /** The public face of the chat: HTTP routes, the Socket.IO gateway and the relay behind it. */
 @Module({
   imports: [EventBusModule, HistoryModule, AuthModule, LimitsModule],
-  controllers: [SessionsController, ChatController],
-  providers: [ChatService, ChatGateway, ChatEventsRelay],
+  controllers: [SessionsController, ChatController, ChatEventsController],
+  providers: [ChatService, ChatGateway, ChatEventsRelay, SessionEventHub, ResumableEvents, PlainWsServer],
 })
 export class ChatModule {}

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { ThinkLevel } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
+import { SessionEventLog } from '../event-bus/session-event-log';
 import { ChatHistoryStore } from '../history/chat-history.store';
 import { HistoryMessage } from '../history/stored-message';
 import { SendLimits } from '../limits/send-limits.service';
@@ -35,6 +36,7 @@ export class ChatService {
     private readonly history: ChatHistoryStore,
     private readonly config: AppConfig,
     private readonly limits: SendLimits,
+    private readonly eventLog: SessionEventLog,
   ) {}
 
   async send(input: SendInput): Promise<SendResult> {
@@ -115,8 +117,16 @@ export class ChatService {
     this.logger.log(`cancel session=${sessionId} message=${messageId}: ${result}`);
   }
 
-  getHistory(sessionId: string): Promise<HistoryMessage[]> {
-    return this.history.history(sessionId);
+  /**
+   * The conversation plus the eventId to resume the live events from. That id is read before the
+   * history (so nothing falls between the two), or is the point a streaming answer's partial content
+   * reaches. Events after it may repeat messages listed here: clients update those by messageId.
+   */
+  async getHistory(sessionId: string): Promise<{ messages: HistoryMessage[]; lastEventId: string | null }> {
+    const newest = await this.eventLog.newestId(sessionId);
+    const messages = await this.history.history(sessionId);
+    const streaming = messages.find((m) => m.role === 'assistant' && m.status === 'streaming' && m.resumeFrom);
+    return { messages, lastEventId: streaming?.resumeFrom ?? newest };
   }
 
   /** Deletes the conversation; messages still queued or running end as cancelled. */

@@ -3,7 +3,7 @@ import { Environment } from './environment';
 /** The service's settings, typed and grouped. Built once from the validated environment. */
 export class AppConfig {
   readonly http: { port: number; corsOrigins: string[] | null };
-  readonly redis: { url: string; streamMaxLen: number };
+  readonly redis: { url: string; streamMaxLen: number; sessionEventsMaxLen: number };
   readonly ai: {
     provider: 'ollama' | 'mock';
     ollamaHost: string;
@@ -38,7 +38,7 @@ export class AppConfig {
         ? env.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
         : null,
     };
-    this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN };
+    this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN, sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN };
     this.ai = {
       provider: env.AI_PROVIDER,
       ollamaHost: env.OLLAMA_HOST.replace(/\/+$/, ''),

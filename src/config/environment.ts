@@ -105,6 +105,10 @@ export class Environment {
   @Transform(toInt) @IsInt() @Min(100)
   STREAM_MAX_LEN = 100_000;
 
+  /** Events kept per session for resuming (Last-Event-ID / lastEventId); older ones need a history reload. */
+  @Transform(toInt) @IsInt() @Min(100)
+  SESSION_EVENTS_MAX_LEN = 5000;
+
   /** After the first token, deltas are batched over this window to spare Redis. 0 = one event per chunk. */
   @Transform(toInt) @IsInt() @Min(0) @Max(1000)
   DELTA_COALESCE_MS = 30;

@@ -1,8 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
+import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent, EVENT_ID_FIELD } from './envelopes';
 import { RedisConnections } from './redis-connections';
-import { CANCEL_CHANNEL, STREAMS } from './stream-names';
+import { CANCEL_CHANNEL, sessionKeys, STREAMS } from './stream-names';
 
 export interface DeadLetter {
   /** Where the entry came from. */
@@ -33,9 +33,23 @@ export class EventBus {
     return this.xadd(STREAMS.incoming, encodeCommand(command));
   }
 
-  /** Returns the event id. */
+  /**
+   * Appends the event to its session's log (whose entry id is the eventId clients see and resume
+   * from), then to chat:outgoing for live delivery, carrying that eventId. The log is written first:
+   * a reader that replays the log and then follows chat:outgoing never misses an event.
+   */
   async publishEvent(event: ChatEvent): Promise<string> {
-    return this.xadd(STREAMS.outgoing, encodeEvent(event));
+    const fields = encodeEvent(event);
+    const keys = sessionKeys(event.payload.sessionId);
+    const replies = await this.redis.commands
+      .multi()
+      .xadd(keys.events, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, '*', ...fields)
+      .expire(keys.events, this.config.history.ttlSeconds)
+      .exec();
+    const eventId: unknown = replies?.[0]?.[1];
+    if (typeof eventId !== 'string') throw new Error(`XADD to ${keys.events} failed: ${String(replies?.[0]?.[0] ?? 'no reply')}`);
+    await this.xadd(STREAMS.outgoing, [...fields, EVENT_ID_FIELD, eventId]);
+    return eventId;
   }
 
   /** Tells whichever worker runs this message to stop now. */

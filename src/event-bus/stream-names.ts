@@ -36,6 +36,8 @@ export function sessionKeys(sessionId: string) {
     messages: `${tag}:messages`,
     /** HASH clientMessageId -> messageId (idempotent sends). */
     clientIds: `${tag}:client-ids`,
+    /** STREAM: the session's own event log (bounded, expiring); its entry ids are the eventIds. */
+    events: `${tag}:events`,
   } as const;
 }
 

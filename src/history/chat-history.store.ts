@@ -149,6 +149,11 @@ export class ChatHistoryStore {
     return this.transition(sessionId, messageId, 'streaming', part);
   }
 
+  /** Saves the partial answer of a message being streamed (ignored once it has ended). */
+  async saveProgress(sessionId: string, messageId: string, part: StoredAssistantPart): Promise<Transition> {
+    return this.transition(sessionId, messageId, 'streaming', part);
+  }
+
   /**
    * Stores the outcome of a message: its single final status. Only the first outcome wins, so a
    * cancel racing a completion yields exactly one of them.
@@ -243,6 +248,7 @@ export class ChatHistoryStore {
           createdAt: reply.createdAt,
           ...(reply.thinking ? { thinking: reply.thinking } : {}),
           ...(reply.error ? { error: reply.error } : {}),
+          ...(status === 'streaming' && reply.resumeFrom ? { resumeFrom: reply.resumeFrom } : {}),
         });
       }
     }

@@ -18,6 +18,8 @@ export interface StoredAssistantPart {
   thinking?: string;
   usage?: Usage;
   error?: FailureReason;
+  /** While streaming: the eventId of the last event this partial content includes. */
+  resumeFrom?: string;
 }
 
 /** One entry of GET /chat/:sessionId/history. */
@@ -29,6 +31,8 @@ export interface HistoryMessage {
   createdAt: string;
   thinking?: string;
   error?: FailureReason;
+  /** While streaming: the eventId after which the events of this partial answer continue. */
+  resumeFrom?: string;
 }
 
 /** A turn of context for the model. */
@@ -59,6 +63,7 @@ export function parseAssistantPart(raw: string | null | undefined): StoredAssist
   if (!o || typeof o.content !== 'string' || typeof o.createdAt !== 'string') return null;
   const part: StoredAssistantPart = { content: o.content, createdAt: o.createdAt };
   if (typeof o.thinking === 'string' && o.thinking) part.thinking = o.thinking;
+  if (typeof o.resumeFrom === 'string' && /^\d+-\d+$/.test(o.resumeFrom)) part.resumeFrom = o.resumeFrom;
   const usage = o.usage as Record<string, unknown> | undefined;
   if (usage && isCount(usage.promptTokens) && isCount(usage.completionTokens)) {
     part.usage = { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens };

@@ -23,6 +23,8 @@ export class HistoryMessageDto {
   thinking?: string;
   @ApiPropertyOptional({ type: FailureReasonDto })
   error?: FailureReasonDto;
+  @ApiPropertyOptional({ description: 'On an answer still streaming: the eventId its partial content reaches' })
+  resumeFrom?: string;
 }
 
 export class HistoryResponseDto {
@@ -30,6 +32,12 @@ export class HistoryResponseDto {
   sessionId: string;
   @ApiProperty({ type: [HistoryMessageDto], description: 'Oldest first' })
   messages: HistoryMessageDto[];
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    description: 'Resume the live events after this id (Socket.IO auth.lastEventId, SSE Last-Event-ID) to continue where this history ends',
+  })
+  lastEventId: string | null;
 }
 
 export class ErrorResponseDto {

@@ -1,0 +1,47 @@
+import { ChatHistoryStore } from '../history/chat-history.store';
+
+const EVERY_MS = 1000;
+
+/**
+ * Keeps the history's copy of an answer in progress close behind the stream (at most one write a
+ * second), always paired with the eventId it reaches, so a reloaded page shows the partial answer
+ * and resumes the events right after it.
+ */
+export class ProgressSnapshots {
+  private content = '';
+  private thinking = '';
+  private lastEventId: string;
+  private savedAt = 0;
+  private readonly createdAt = new Date().toISOString();
+
+  constructor(
+    private readonly history: ChatHistoryStore,
+    private readonly ref: { sessionId: string; messageId: string },
+    startedEventId: string,
+  ) {
+    this.lastEventId = startedEventId;
+  }
+
+  /** Saves the empty answer of a new attempt, resuming right after its chat.started. */
+  async begin(): Promise<void> {
+    await this.save();
+  }
+
+  /** Records a published delta; saves when the last save is old enough. */
+  async published(kind: 'thinking' | 'content', text: string, eventId: string): Promise<void> {
+    if (kind === 'thinking') this.thinking += text;
+    else this.content += text;
+    this.lastEventId = eventId;
+    if (Date.now() - this.savedAt >= EVERY_MS) await this.save();
+  }
+
+  private async save(): Promise<void> {
+    this.savedAt = Date.now();
+    await this.history.saveProgress(this.ref.sessionId, this.ref.messageId, {
+      content: this.content,
+      createdAt: this.createdAt,
+      ...(this.thinking ? { thinking: this.thinking } : {}),
+      resumeFrom: this.lastEventId,
+    });
+  }
+}

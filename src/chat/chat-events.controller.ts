@@ -1,0 +1,81 @@
+import { BadRequestException, Controller, Get, Headers, OnApplicationShutdown, Param, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { SessionAuthGuard } from '../auth/session-auth.guard';
+import { isStreamId } from '../event-bus/stream-reply';
+import { resyncPayload } from './chat.gateway';
+import { ResumableEvents } from './resumable-events';
+import { IdParamPipe } from './session-id.pipe';
+
+const HEARTBEAT_MS = 15_000;
+
+/** Server-sent events: the session's events as `id:` / `event:` / `data:` frames, resumable. */
+@ApiTags('chat')
+@ApiBearerAuth()
+@UseGuards(SessionAuthGuard)
+@Controller('chat')
+export class ChatEventsController implements OnApplicationShutdown {
+  private readonly open = new Set<Response>();
+
+  constructor(private readonly resumable: ResumableEvents) {}
+
+  @Get(':sessionId/events')
+  @ApiOperation({
+    summary: 'The session\'s events as server-sent events',
+    description:
+      'Each frame: `id:` the eventId, `event:` the event name, `data:` the JSON payload. Resumes after the standard ' +
+      '`Last-Event-ID` header (or `lastEventId` query). EventSource cannot send headers: pass the token as `?token=`. ' +
+      'A `chat.resync` event means events after the given id are gone: reload the history.',
+  })
+  @ApiParam({ name: 'sessionId' })
+  @ApiHeader({ name: 'Last-Event-ID', required: false })
+  @ApiQuery({ name: 'lastEventId', required: false })
+  @ApiQuery({ name: 'token', required: false })
+  @ApiProduces('text/event-stream')
+  async stream(
+    @Param('sessionId', new IdParamPipe('sessionId')) sessionId: string,
+    @Headers('last-event-id') header: string | undefined,
+    @Query('lastEventId') query: string | undefined,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
+    const lastEventId = header ?? query ?? null;
+    if (lastEventId !== null && !isStreamId(lastEventId)) throw new BadRequestException('Last-Event-ID must be an event id such as 1732531200000-0');
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache, no-transform');
+    res.setHeader('Connection', 'keep-alive');
+    res.setHeader('X-Accel-Buffering', 'no'); // nginx: do not buffer the stream
+    res.flushHeaders();
+    res.write('retry: 2000\n\n');
+    this.open.add(res);
+
+    const write = (event: string, id: string | null, data: object) => {
+      if (res.writableEnded) return;
+      res.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
+    let detach = () => undefined as void;
+    const close = () => {
+      clearInterval(heartbeat);
+      detach();
+      this.open.delete(res);
+    };
+    req.on('close', close);
+    try {
+      detach = await this.resumable.open(sessionId, lastEventId, {
+        deliver: (event) => write(event.type, event.eventId, { ...event.payload, eventId: event.eventId }),
+        resync: () => write('chat.resync', null, resyncPayload(sessionId)),
+      });
+      if (req.destroyed) close();
+    } catch {
+      close();
+      res.end();
+    }
+  }
+
+  onApplicationShutdown(): void {
+    for (const res of this.open) res.end();
+    this.open.clear();
+  }
+}
