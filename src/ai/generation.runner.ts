@@ -244,11 +244,11 @@ export class GenerationRunner {
     };
     const { firstTokenTimeoutMs, totalTimeoutMs } = this.config.ai;
     let firstTokenTimer: NodeJS.Timeout | null = setTimeout(
-      expire(new GenerationError('first_token_timeout', `The model sent nothing for ${Math.round(firstTokenTimeoutMs / 1000)} s (it may still be loading); try again.`, true)),
+      expire(new GenerationError('first_token_timeout', `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`, true)),
       firstTokenTimeoutMs,
     );
     const totalTimer = setTimeout(
-      expire(new GenerationError('generation_timeout', `The answer took longer than ${Math.round(totalTimeoutMs / 1000)} s and was stopped.`, false)),
+      expire(new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false)),
       totalTimeoutMs,
     );
     const batcher = new DeltaBatcher(async (kind, delta) => {
@@ -321,6 +321,10 @@ export class GenerationRunner {
     await this.announceStored(ref);
     this.logger.warn(`failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`);
   }
+}
+
+function seconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
 }
 
 function toGenerationError(err: unknown): GenerationError {

@@ -1,4 +1,4 @@
-import { BadRequestException, ValidationError, ValidationPipe, ValidationPipeOptions } from '@nestjs/common';
+import { ArgumentMetadata, BadRequestException, ValidationError, ValidationPipe, ValidationPipeOptions } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
 
@@ -20,8 +20,30 @@ export function describeValidationErrors(errors: ValidationError[], parent = '')
   return parts.join('; ') || 'invalid input';
 }
 
+/**
+ * class-transformer skips the keys `__proto__` and `constructor`, so the unknown-field check would
+ * never see them: they are refused here, before the transform.
+ */
+const HIDDEN_KEYS = ['__proto__', 'constructor'];
+
+export function hiddenKeyProblem(raw: unknown): string | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const found = HIDDEN_KEYS.filter((key) => Object.prototype.hasOwnProperty.call(raw, key));
+  return found.length ? found.map((key) => `property ${key} should not exist`).join('; ') : null;
+}
+
+class StrictValidationPipe extends ValidationPipe {
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // Only for bodies bound to a DTO class; untyped bodies (socket handlers validate their own) pass.
+    const typed = metadata.type === 'body' && metadata.metatype !== undefined && metadata.metatype !== Object;
+    const problem = typed ? hiddenKeyProblem(value) : null;
+    if (problem) throw new BadRequestException(problem);
+    return super.transform(value, metadata);
+  }
+}
+
 export function createValidationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new StrictValidationPipe({
     ...VALIDATION_OPTIONS,
     transform: true,
     exceptionFactory: (errors) => new BadRequestException(describeValidationErrors(errors)),
@@ -33,6 +55,8 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; message: string
 /** Validates a socket payload exactly like the pipe validates an HTTP body. */
 export async function validatePayload<T extends object>(cls: new () => T, raw: unknown): Promise<Validated<T>> {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, message: 'payload must be a JSON object' };
+  const hidden = hiddenKeyProblem(raw);
+  if (hidden) return { ok: false, message: hidden };
   const instance = plainToInstance(cls, raw);
   const errors = await validate(instance, VALIDATION_OPTIONS);
   return errors.length ? { ok: false, message: describeValidationErrors(errors) } : { ok: true, value: instance };

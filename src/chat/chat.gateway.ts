@@ -85,8 +85,8 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
 
   /**
    * Only sockets that passed the middleware get here. Without lastEventId the socket joins its
-   * room at once; with it, it first receives every event after that id, then joins (no gap, no
-   * duplicate: see ResumableEvents).
+   * session's room (one broadcast per event). With it, the socket is served by ResumableEvents:
+   * every event after that id, then the live ones, without gap or duplicate.
    */
   async handleConnection(socket: ChatSocket): Promise<void> {
     const { sessionId, lastEventId } = socket.data;
@@ -98,11 +98,6 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
       socket.data.detach = await this.resumable.open(sessionId, lastEventId, {
         deliver: (event) => socket.emit(event.type, { ...event.payload, eventId: event.eventId } as never),
         resync: () => socket.emit('chat.resync', resyncPayload(sessionId)),
-        goLive: () => {
-          if (socket.disconnected) return false;
-          void socket.join(roomOf(sessionId));
-          return true;
-        },
       });
       if (socket.disconnected) socket.data.detach();
     } catch (err) {

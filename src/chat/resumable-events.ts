@@ -8,17 +8,13 @@ export interface EventTarget {
   deliver(event: DeliveredEvent): void;
   /** The events after the client's id are no longer retained: it must reload the history. */
   resync(): void;
-  /**
-   * Called, synchronously, once the replay is done. Return true to take over live delivery (a
-   * Socket.IO socket joins its room); otherwise live events keep coming through `deliver`.
-   */
-  goLive?(): boolean;
 }
 
 /**
  * Resume without gap or duplicate: listen first (buffering), replay the session log after the
- * client's last id, then hand over the buffer minus what the replay already sent, then go live.
- * The log is written before chat:outgoing, so anything missing from the replay arrives live.
+ * client's last id, then go live. The log is written before chat:outgoing, so every event missing
+ * from the replay arrives live, with an id above the replay's last one; live events at or below it
+ * are copies of replayed ones (their chat:outgoing entries were not relayed yet) and are dropped.
  */
 @Injectable()
 export class ResumableEvents {
@@ -30,28 +26,26 @@ export class ResumableEvents {
   async open(sessionId: string, lastEventId: string | null, target: EventTarget): Promise<() => void> {
     const buffer: DeliveredEvent[] = [];
     let live = false;
-    let unsubscribe = this.hub.subscribe(sessionId, (event) => (live ? target.deliver(event) : buffer.push(event)));
+    let boundary: string | null = null;
+    const isNew = (event: DeliveredEvent) => boundary === null || compareStreamIds(event.eventId, boundary) > 0;
+    const unsubscribe = this.hub.subscribe(sessionId, (event) => {
+      if (!live) buffer.push(event);
+      else if (isNew(event)) target.deliver(event);
+    });
     try {
-      let newest = lastEventId;
       if (lastEventId) {
         const replay = await this.log.after(sessionId, lastEventId);
         if (replay.incomplete) target.resync();
         for (const event of replay.events) target.deliver(event);
-        newest = replay.events.at(-1)?.eventId ?? lastEventId;
+        boundary = replay.events.at(-1)?.eventId ?? lastEventId;
       }
-      for (const event of buffer) {
-        if (newest === null || compareStreamIds(event.eventId, newest) > 0) target.deliver(event);
-      }
+      for (const event of buffer) if (isNew(event)) target.deliver(event);
       buffer.length = 0;
       live = true;
-      if (target.goLive?.()) {
-        unsubscribe();
-        unsubscribe = () => undefined;
-      }
     } catch (err) {
       unsubscribe();
       throw err;
     }
-    return () => unsubscribe();
+    return unsubscribe;
   }
 }

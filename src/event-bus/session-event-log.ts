@@ -51,8 +51,17 @@ export class SessionEventLog {
       throw err;
     }
     if (!Array.isArray(info)) return false;
-    const at = info.indexOf('max-deleted-entry-id');
-    const maxDeleted: unknown = at >= 0 ? info[at + 1] : undefined;
-    return isStreamId(maxDeleted) && compareStreamIds(afterId, maxDeleted) < 0;
+    const field = (name: string): unknown => {
+      const at = info.indexOf(name);
+      return at >= 0 ? info[at + 1] : undefined;
+    };
+    // Trimming (MAXLEN) drops the oldest entries: some are gone if more were added than remain,
+    // and the client misses them if its id is older than the first one kept.
+    const added = Number(field('entries-added'));
+    const length = Number(field('length'));
+    const first: unknown = field('first-entry');
+    const firstId = Array.isArray(first) ? first[0] : undefined;
+    if (!Number.isFinite(added) || !Number.isFinite(length) || added <= length || !isStreamId(firstId)) return false;
+    return compareStreamIds(afterId, firstId) < 0;
   }
 }

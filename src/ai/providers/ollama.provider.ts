@@ -23,9 +23,14 @@ export class OllamaProvider implements AiProvider {
   }
 
   async *stream(request: GenerationRequest, signal: AbortSignal): AsyncIterable<GenerationChunk> {
-    // One client per generation: the client's abort() cancels every request it started, so sharing
-    // one would let a cancel in one chat kill the others.
-    const client = new Ollama({ host: this.host });
+    // One client per generation, whose requests carry the generation's signal: the client's own
+    // abort() only reaches a stream once its headers arrived, and Ollama sends none while the
+    // model loads or the request is queued; a timeout or cancel must end the request then too.
+    const client = new Ollama({
+      host: this.host,
+      fetch: (input: RequestInfo | URL, init?: RequestInit) =>
+        fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal }),
+    });
     const ctx = { host: this.shownHost, model: this.model, receivedAny: false };
     const onAbort = () => client.abort();
     signal.addEventListener('abort', onAbort, { once: true });
