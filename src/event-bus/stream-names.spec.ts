@@ -1,4 +1,4 @@
-import { GLOBAL_KEYS, ID_PATTERN, isValidId, sessionKeys, STREAMS, WORKER_GROUP } from './stream-names';
+import { GLOBAL_KEYS, ID_PATTERN, isValidId, sessionKeys, sessionRateKey, STREAMS, WORKER_GROUP } from './stream-names';
 
 /** The Redis Cluster hash tag of a key: the text between the first `{` and the next `}`, if non-empty. */
 function hashTag(key: string): string {
@@ -73,19 +73,21 @@ describe('stream-names', () => {
         order: 'chat:{s1}:order',
         messages: 'chat:{s1}:messages',
         clientIds: 'chat:{s1}:client-ids',
+        events: 'chat:{s1}:events',
       });
+      expect(sessionRateKey('s1', 7)).toBe('chat:{s1}:rate:7');
     });
 
     it.each(['s1', 'b6f1c1a2-3c1e-4d7f-9a55-0c1f2e3d4a5b', 'x'.repeat(64), '_', '-'])(
       'all keys of %j share the hash tag {sessionId}',
       (sessionId) => {
         const keys = Object.values(sessionKeys(sessionId));
-        expect(keys).toHaveLength(3);
+        expect(keys).toHaveLength(4);
         for (const key of keys) {
           expect(hashTag(key)).toBe(sessionId);
           expect(key.startsWith(`chat:{${sessionId}}:`)).toBe(true);
         }
-        expect(new Set(keys).size).toBe(3);
+        expect(new Set(keys).size).toBe(4);
       },
     );
 
