@@ -1,5 +1,6 @@
 import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
+import { Logger as NestLogger } from '@nestjs/common';
+import { Logger } from 'nestjs-pino';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import helmet from 'helmet';
@@ -10,7 +11,6 @@ import { HttpErrorsFilter } from './app/http-errors.filter';
 import { setupSwagger } from './app/swagger';
 import { createValidationPipe } from './app/validation';
 import { AppConfig } from './config/app-config';
-import { createLogger } from './logging';
 
 /** Largest JSON body accepted: a maximal message plus room for the other fields. */
 function bodyLimit(config: AppConfig): number {
@@ -20,7 +20,7 @@ function bodyLimit(config: AppConfig): number {
 async function bootstrap(): Promise<void> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule, { bufferLogs: true, bodyParser: false });
   const config = app.get(AppConfig);
-  app.useLogger(createLogger(config.logLevel));
+  app.useLogger(app.get(Logger));
   app.flushLogs();
   // Self-hosted instances are often reached over plain http on a LAN: upgrading the page's own
   // requests to https would break it there.
@@ -35,8 +35,8 @@ async function bootstrap(): Promise<void> {
   setupSwagger(app);
   await app.listen(config.http.port);
   const url = await app.getUrl();
-  if (config.auth.mode === 'none') Logger.warn('AUTH_MODE=none: any session id is accepted without a token (local use only)', 'Bootstrap');
-  Logger.log(
+  if (config.auth.mode === 'none') NestLogger.warn('AUTH_MODE=none: any session id is accepted without a token (local use only)', 'Bootstrap');
+  NestLogger.log(
     `listening on ${url} (provider ${config.ai.provider}, model ${config.ai.model}, worker ${config.worker.enabled ? 'in-process' : 'off'})`,
     'Bootstrap',
   );

@@ -1,7 +1,10 @@
 import { Module } from '@nestjs/common';
 import { AiModule } from './ai/ai.module';
 import { AppConfigModule } from './config/app-config.module';
+import { LoggingModule } from './observability/logging.module';
+import { MetricsModule } from './observability/metrics.module';
+import { WorkerMetricsServer } from './observability/worker-metrics.server';
 
-/** The standalone worker process: no HTTP, just the consumer of chat:incoming. */
-@Module({ imports: [AppConfigModule, AiModule] })
+/** The standalone worker process: no HTTP API, the consumer of chat:incoming (metrics optional). */
+@Module({ imports: [AppConfigModule, LoggingModule, MetricsModule, AiModule], providers: [WorkerMetricsServer] })
 export class WorkerModule {}

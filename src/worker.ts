@@ -1,20 +1,20 @@
 import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
+import { Logger as NestLogger } from '@nestjs/common';
+import { Logger } from 'nestjs-pino';
 import { NestFactory } from '@nestjs/core';
 import { ChatWorker } from './ai/chat-worker.service';
 import { AppConfig } from './config/app-config';
-import { createLogger } from './logging';
 import { WorkerModule } from './worker.module';
 
 /** `npm run start:worker`: an AI worker alone. It always consumes (WORKER_ENABLED is about the API process). */
 async function bootstrap(): Promise<void> {
   const app = await NestFactory.createApplicationContext(WorkerModule, { bufferLogs: true });
   const config = app.get(AppConfig);
-  app.useLogger(createLogger(config.logLevel));
+  app.useLogger(app.get(Logger));
   app.flushLogs();
   app.enableShutdownHooks();
   app.get(ChatWorker).start();
-  Logger.log(`AI worker ready (provider ${config.ai.provider}, model ${config.ai.model})`, 'Bootstrap');
+  NestLogger.log(`AI worker ready (provider ${config.ai.provider}, model ${config.ai.model})`, 'Bootstrap');
 }
 
 bootstrap().catch((err: unknown) => {

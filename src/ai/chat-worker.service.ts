@@ -12,6 +12,7 @@ import { sleep } from '../event-bus/stream-tail';
 import { WorkerGroup } from '../event-bus/worker-group';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
 import { CancelListener } from './cancel-listener';
+import { Metrics } from '../observability/metrics.service';
 import { GenerationSlots } from './generation-slots';
 import { GenerationRunner } from './generation.runner';
 
@@ -50,6 +51,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly group: WorkerGroup,
     private readonly runner: GenerationRunner,
     private readonly cancels: CancelListener,
+    private readonly metrics: Metrics,
   ) {
     this.slots = new GenerationSlots(config.worker.concurrency);
     this.slots.onRelease(() => this.slotFreed?.());
@@ -105,7 +107,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private cancel(messageId: string): void {
     for (const f of this.inFlight.values()) {
       if (f.messageId === messageId) {
-        this.logger.log(`cancelling message=${messageId}`);
+        this.logger.log({ msg: 'cancelling', messageId });
         f.controller.abort(ABORT_CANCELLED);
       }
     }
@@ -203,6 +205,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     const decoded = decodeCommand(entry.fields);
     if (!decoded.ok) {
       await this.bus.deadLetter({ stream: STREAMS.incoming, entryId: entry.id, reason: `malformed command: ${decoded.reason}`, fields: entry.fields });
+      this.metrics.deadLetters.inc();
       await this.group.ack(entry.id);
       return;
     }

@@ -9,6 +9,8 @@ import { isCancelled } from './abort-reasons';
 import { GenerationError } from './generation-error';
 import { GenerationSlots } from './generation-slots';
 import { ProgressSnapshots } from './progress-snapshots';
+import { about } from '../observability/log-fields';
+import { Metrics } from '../observability/metrics.service';
 import { AI_PROVIDER, AiProvider, buildMessages, GenerationRequest } from './providers/ai-provider';
 
 /** `finished`: an outcome was published and stored, ack it. `abandoned`: leave it for another worker. */
@@ -35,6 +37,8 @@ interface AttemptOutcome {
   content: string;
   thinking: string;
   usage: Usage;
+  /** From the first token to the end. */
+  streamingMs: number;
 }
 
 /**
@@ -51,6 +55,7 @@ export class GenerationRunner {
     private readonly history: ChatHistoryStore,
     private readonly config: AppConfig,
     @Inject(AI_PROVIDER) private readonly provider: AiProvider,
+    private readonly metrics: Metrics,
   ) {}
 
   async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal, slots: GenerationSlots): Promise<RunResult> {
@@ -58,7 +63,7 @@ export class GenerationRunner {
     const status = await this.waitForHistoryEntry(ref, signal);
     if (signal.aborted) return this.stopped(ref, signal, EMPTY);
     if (status === null) {
-      this.logger.log(`message ${ref.messageId} of session ${ref.sessionId} is not in the history (cleared, or its send failed); skipping`);
+      this.logger.log(about(ref, 'not in the history (cleared, or its send failed): skipping'));
       return 'finished';
     }
     // A redelivery of a message that already ended (its ack or final event was lost).
@@ -100,10 +105,10 @@ export class GenerationRunner {
       const done = await this.history.earlierMessagesDone(ref.sessionId, ref.messageId);
       if (done !== false) return true;
       if (Date.now() > deadline) {
-        this.logger.warn(`message ${ref.messageId} stops waiting for earlier messages of session ${ref.sessionId}`);
+        this.logger.warn(about(ref, 'stops waiting for earlier messages of its session'));
         return true;
       }
-      if (!logged) this.logger.debug(`message ${ref.messageId} waits for earlier messages of session ${ref.sessionId}`);
+      if (!logged) this.logger.debug(about(ref, 'waits for earlier messages of its session'));
       logged = true;
       await sleep(TURN_POLL_MS, signal);
     }
@@ -139,7 +144,7 @@ export class GenerationRunner {
         if (signal.aborted) return this.stopped(ref, signal, partial);
         const failure = toGenerationError(err);
         if (failure.transient && retry < MAX_RETRIES) {
-          this.logger.warn(`attempt ${attempt} of ${ref.messageId} failed (${failure.code}), retrying: ${failure.message}`);
+          this.logger.warn(about(ref, `attempt ${attempt} failed (${failure.code}), retrying: ${failure.message}`, { attempt, code: failure.code }));
           await sleep(RETRY_BACKOFF_MS[retry] ?? 2000, signal);
           if (signal.aborted) return this.stopped(ref, signal, EMPTY);
           attempt++;
@@ -157,11 +162,25 @@ export class GenerationRunner {
       });
       // Announce whatever outcome stands (this one, or a cancel that won the race); idempotent.
       if (stored !== 'gone') await this.announceStored(ref);
+      const ms = Date.now() - started;
+      if (stored === 'applied') this.recordCompletion(outcome, ms);
       this.logger.log(
-        `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt} ` +
-          `tokens=${outcome.usage.completionTokens} ms=${Date.now() - started}`,
+        about(ref, `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt}`, {
+          attempt,
+          completionTokens: outcome.usage.completionTokens,
+          ms,
+        }),
       );
       return 'finished';
+    }
+  }
+
+  private recordCompletion(outcome: AttemptOutcome, ms: number): void {
+    this.metrics.finished.inc({ outcome: 'completed', code: '' });
+    this.metrics.generationTime.observe(ms / 1000);
+    const streamingSeconds = outcome.streamingMs / 1000;
+    if (outcome.usage.completionTokens > 0 && streamingSeconds > 0) {
+      this.metrics.tokensPerSecond.observe(outcome.usage.completionTokens / streamingSeconds);
     }
   }
 
@@ -177,7 +196,8 @@ export class GenerationRunner {
       createdAt: new Date().toISOString(),
       ...(partial.thinking ? { thinking: partial.thinking } : {}),
     });
-    this.logger.log(`cancelled session=${ref.sessionId} message=${ref.messageId} keptChars=${partial.content.length}`);
+    this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
+    this.logger.log(about(ref, `cancelled session=${ref.sessionId} message=${ref.messageId}`, { keptChars: partial.content.length }));
     return this.announceStored(ref);
   }
 
@@ -235,6 +255,8 @@ export class GenerationRunner {
     progress: ProgressSnapshots,
   ): Promise<AttemptOutcome | null> {
     const controller = new AbortController();
+    const attemptStart = Date.now();
+    let firstTokenAt: number | null = null;
     const onOuterAbort = () => controller.abort();
     signal.addEventListener('abort', onOuterAbort, { once: true });
     let timeout: GenerationError | null = null;
@@ -266,6 +288,10 @@ export class GenerationRunner {
           clearTimeout(firstTokenTimer);
           firstTokenTimer = null;
         }
+        if (firstTokenAt === null) {
+          firstTokenAt = Date.now();
+          this.metrics.timeToFirstToken.observe((firstTokenAt - attemptStart) / 1000);
+        }
         if (chunk.kind === 'done') {
           usage = chunk.usage;
           break;
@@ -281,7 +307,7 @@ export class GenerationRunner {
       }
       if (!usage) throw new GenerationError('stream_interrupted', 'The model stream ended without finishing.', true);
       await batcher.close();
-      return { content: partial.content, thinking: partial.thinking, usage };
+      return { content: partial.content, thinking: partial.thinking, usage, streamingMs: Date.now() - (firstTokenAt ?? attemptStart) };
     } catch (err) {
       await batcher.discard();
       throw err;
@@ -318,8 +344,10 @@ export class GenerationRunner {
       messageId: ref.messageId,
       fields: ['command', JSON.stringify(command)],
     });
+    this.metrics.deadLetters.inc();
+    this.metrics.finished.inc({ outcome: 'failed', code: error.code });
     await this.announceStored(ref);
-    this.logger.warn(`failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`);
+    this.logger.warn(about(ref, `failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`, { code: error.code }));
   }
 }
 

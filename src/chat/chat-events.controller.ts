@@ -5,6 +5,7 @@ import { SessionAuthGuard } from '../auth/session-auth.guard';
 import { isStreamId } from '../event-bus/stream-reply';
 import { resyncPayload } from './chat.gateway';
 import { ResumableEvents } from './resumable-events';
+import { Metrics } from '../observability/metrics.service';
 import { IdParamPipe } from './session-id.pipe';
 
 const HEARTBEAT_MS = 15_000;
@@ -17,7 +18,10 @@ const HEARTBEAT_MS = 15_000;
 export class ChatEventsController implements OnApplicationShutdown {
   private readonly open = new Set<Response>();
 
-  constructor(private readonly resumable: ResumableEvents) {}
+  constructor(
+    private readonly resumable: ResumableEvents,
+    private readonly metrics: Metrics,
+  ) {}
 
   @Get(':sessionId/events')
   @ApiOperation({
@@ -49,6 +53,7 @@ export class ChatEventsController implements OnApplicationShutdown {
     res.flushHeaders();
     res.write('retry: 2000\n\n');
     this.open.add(res);
+    this.metrics.connectedClients.inc({ transport: 'sse' });
 
     const write = (event: string, id: string | null, data: object) => {
       if (res.writableEnded) return;
@@ -56,7 +61,11 @@ export class ChatEventsController implements OnApplicationShutdown {
     };
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
     let detach = () => undefined as void;
+    let closed = false;
     const close = () => {
+      if (closed) return;
+      closed = true;
+      this.metrics.connectedClients.dec({ transport: 'sse' });
       clearInterval(heartbeat);
       detach();
       this.open.delete(res);

@@ -17,6 +17,7 @@ import { ChatEventMap, ChatEventType, DeliveredEvent } from '../event-bus/envelo
 import { isValidId } from '../event-bus/stream-names';
 import { isStreamId } from '../event-bus/stream-reply';
 import { ResumableEvents } from './resumable-events';
+import { Metrics } from '../observability/metrics.service';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatService } from './chat.service';
 import { CancelMessageDto } from './dto/cancel-message.dto';
@@ -68,6 +69,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     private readonly chat: ChatService,
     private readonly relay: ChatEventsRelay,
     private readonly resumable: ResumableEvents,
+    private readonly metrics: Metrics,
   ) {}
 
   afterInit(server: ChatNamespace): void {
@@ -89,6 +91,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
    * every event after that id, then the live ones, without gap or duplicate.
    */
   async handleConnection(socket: ChatSocket): Promise<void> {
+    this.metrics.connectedClients.inc({ transport: 'socket.io' });
     const { sessionId, lastEventId } = socket.data;
     if (!lastEventId) {
       void socket.join(roomOf(sessionId));
@@ -107,6 +110,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
   }
 
   handleDisconnect(socket: ChatSocket): void {
+    this.metrics.connectedClients.dec({ transport: 'socket.io' });
     socket.data.detach?.();
   }
 

@@ -7,6 +7,8 @@ import { SessionEventLog } from '../event-bus/session-event-log';
 import { ChatHistoryStore } from '../history/chat-history.store';
 import { HistoryMessage } from '../history/stored-message';
 import { SendLimits } from '../limits/send-limits.service';
+import { about } from '../observability/log-fields';
+import { Metrics } from '../observability/metrics.service';
 
 export interface SendInput {
   sessionId: string;
@@ -37,6 +39,7 @@ export class ChatService {
     private readonly config: AppConfig,
     private readonly limits: SendLimits,
     private readonly eventLog: SessionEventLog,
+    private readonly metrics: Metrics,
   ) {}
 
   async send(input: SendInput): Promise<SendResult> {
@@ -78,7 +81,8 @@ export class ChatService {
       if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
       throw err;
     }
-    this.logger.debug(`queued session=${sessionId} message=${messageId} chars=${input.content.length}`);
+    this.metrics.accepted.inc();
+    this.logger.debug(about({ sessionId, messageId }, 'queued', { chars: input.content.length }));
     return { messageId, sessionId, status: 'queued' };
   }
 
@@ -111,10 +115,11 @@ export class ChatService {
     if (result === 'cancelled') {
       const eventId = await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
       await this.history.markAnnounced(sessionId, messageId, eventId);
+      this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     } else if (result === 'signal') {
       await this.bus.signalCancel({ sessionId, messageId });
     }
-    this.logger.log(`cancel session=${sessionId} message=${messageId}: ${result}`);
+    this.logger.log(about({ sessionId, messageId }, `cancel requested: ${result}`));
   }
 
   /**
@@ -135,7 +140,8 @@ export class ChatService {
     for (const messageId of unfinished) {
       await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
       await this.bus.signalCancel({ sessionId, messageId });
+      this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     }
-    if (unfinished.length) this.logger.log(`cleared session=${sessionId}, cancelling ${unfinished.length} unfinished message(s)`);
+    if (unfinished.length) this.logger.log({ msg: `cleared, cancelling ${unfinished.length} unfinished message(s)`, sessionId });
   }
 }

@@ -8,6 +8,7 @@ import { isValidId } from '../event-bus/stream-names';
 import { isStreamId } from '../event-bus/stream-reply';
 import { resyncPayload } from './chat.gateway';
 import { ResumableEvents } from './resumable-events';
+import { Metrics } from '../observability/metrics.service';
 
 const PATH = /^\/ws\/([^/?#]+)\/?$/;
 
@@ -27,6 +28,7 @@ export class PlainWsServer implements OnApplicationBootstrap, OnApplicationShutd
     private readonly adapterHost: HttpAdapterHost,
     private readonly tokens: SessionTokens,
     private readonly resumable: ResumableEvents,
+    private readonly metrics: Metrics,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -66,7 +68,11 @@ export class PlainWsServer implements OnApplicationBootstrap, OnApplicationShutd
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
     };
     let detach: () => void = () => undefined;
-    ws.on('close', () => detach());
+    this.metrics.connectedClients.inc({ transport: 'websocket' });
+    ws.on('close', () => {
+      this.metrics.connectedClients.dec({ transport: 'websocket' });
+      detach();
+    });
     ws.on('message', () => send({ event: 'error', message: 'this endpoint only sends events; use POST /chat/send' }));
     try {
       detach = await this.resumable.open(sessionId, lastEventId, {

@@ -30,6 +30,9 @@ export class AppConfig {
   };
   readonly history: { maxMessages: number; contextMessages: number; ttlSeconds: number };
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  readonly logFormat: 'json' | 'pretty' | null;
+  readonly workerMetricsPort: number;
+  readonly production: boolean;
 
   constructor(env: Environment) {
     this.http = {
@@ -69,5 +72,8 @@ export class AppConfig {
       ttlSeconds: env.HISTORY_TTL_SECONDS,
     };
     this.logLevel = env.LOG_LEVEL;
+    this.logFormat = env.LOG_FORMAT ?? null;
+    this.workerMetricsPort = env.WORKER_METRICS_PORT;
+    this.production = env.NODE_ENV === 'production';
   }
 }

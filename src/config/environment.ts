@@ -89,6 +89,17 @@ export class Environment {
 
   // ---- extensions beyond the contract ----
 
+  @IsOptional() @IsString()
+  NODE_ENV?: string;
+
+  /** `json` (one object per line) or `pretty` (needs the pino-pretty dev dependency). Default: pretty on a terminal outside production. */
+  @IsOptional() @IsIn(['json', 'pretty'])
+  LOG_FORMAT?: 'json' | 'pretty';
+
+  /** A standalone worker serves Prometheus metrics on this port (0 = off); API processes serve /metrics. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  WORKER_METRICS_PORT = 0;
+
   /** Messages (user + assistant) of a session kept in Redis; older ones are dropped. */
   @Transform(toInt) @IsInt() @Min(2) @Max(10_000)
   HISTORY_MAX_MESSAGES = 200;
@@ -148,7 +159,7 @@ export type EnvironmentInput = Record<string, unknown>;
  * unset so `FOO=` in a .env file falls back to the default. Throws one error naming every bad variable.
  */
 export function validateEnvironment(raw: EnvironmentInput): Environment {
-  const known = Object.keys(new Environment()).concat(['SESSION_SECRET', 'CORS_ORIGINS']);
+  const known = Object.keys(new Environment()).concat(['SESSION_SECRET', 'CORS_ORIGINS', 'LOG_FORMAT', 'NODE_ENV']);
   const picked: Record<string, unknown> = {};
   for (const key of known) {
     const value = raw[key];

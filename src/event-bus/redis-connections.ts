@@ -15,6 +15,8 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Redis');
   private readonly all = new Set<Redis>();
   private commandConnection: Redis | null = null;
+  /** Told of every connection error (metrics); set by whoever counts them. */
+  onError: (connection: string) => void = () => undefined;
 
   constructor(private readonly config: AppConfig) {}
 
@@ -95,6 +97,7 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     });
     let wasDown = false;
     connection.on('error', (err: Error) => {
+      this.onError(name);
       // ioredis emits an error per failed attempt; one warning per outage is enough.
       if (!wasDown) this.logger.warn(`${name}: ${err.message}`);
       wasDown = true;

@@ -1,0 +1,80 @@
+/** The operator's view: Prometheus metrics, structured JSON logs without secrets, health forms. */
+import type { Redis } from 'ioredis';
+import { AppProcess } from './support/app-process';
+import { ChatClient } from './support/chat-client';
+import { eventually } from './support/eventually';
+import { FakeOllama } from './support/fake-ollama';
+import { freePort } from './support/redis-server';
+import { freshRedis, testRedisUrl } from './support/test-redis';
+
+function metricValue(text: string, name: string, labels = ''): number | null {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
+  return line ? Number(line.split(' ').at(-1)) : null;
+}
+
+describe('operations', () => {
+  let redis: Redis;
+  let ollama: FakeOllama;
+  let api: AppProcess;
+  let worker: AppProcess;
+  let workerMetrics: string;
+
+  beforeAll(async () => {
+    redis = await freshRedis();
+    ollama = new FakeOllama({ defaultTokenDelayMs: 5 });
+    await ollama.start();
+    const port = await freePort();
+    workerMetrics = `http://127.0.0.1:${port}/metrics`;
+    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url } });
+    worker = await AppProcess.start({ entry: 'worker', env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_METRICS_PORT: String(port) } });
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await api?.stop();
+    await ollama?.stop();
+    await redis?.quit();
+  });
+
+  it('counts messages, outcomes, first tokens and sockets in Prometheus format', async () => {
+    const client = await ChatClient.open(api.url);
+    const secret = 'my very private question';
+    const sent = await client.send(secret, { think: 'low' });
+    await client.waitForEnd(String(sent.body.messageId));
+
+    const res = await fetch(`${api.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    const text = await res.text();
+    expect(metricValue(text, 'ai_assistant_messages_accepted_total')).toBe(1);
+    expect(metricValue(text, 'ai_assistant_connected_clients', '{transport="socket.io"}')).toBe(1);
+    expect(text).toMatch(/^ai_assistant_queue\{state="lag"\} \d+/m);
+    expect(text).toMatch(/^ai_assistant_queue\{state="pending"\} \d+/m);
+    expect(text).toContain('ai_assistant_dead_letter_stream_length');
+    expect(text).toContain('process_resident_memory_bytes');
+
+    // the message was answered by the in-process worker or the standalone one: together, one completion
+    const scrape = async () => `${await (await fetch(`${api.url}/metrics`)).text()}\n${await (await fetch(workerMetrics)).text()}`;
+    const both = await eventually(scrape, (t) => (t.match(/^ai_assistant_messages_finished_total\{outcome="completed",code=""\} 1$/gm) ?? []).length === 1);
+    expect((both.match(/^ai_assistant_time_to_first_token_seconds_count 1$/gm) ?? []).length).toBe(1);
+    expect((both.match(/^ai_assistant_tokens_per_second_count 1$/gm) ?? []).length).toBe(1);
+    client.close();
+
+    // logs: one JSON object per line; lines about the message carry its ids; no token, no content
+    const lines = `${api.log}${worker.log}`.split('\n').filter((l) => l.trim());
+    const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const aboutMessage = records.filter((r) => r.messageId === sent.body.messageId);
+    expect(aboutMessage.length).toBeGreaterThan(0);
+    expect(aboutMessage.every((r) => r.sessionId === client.session.sessionId)).toBe(true);
+    const all = lines.join('\n');
+    expect(all).not.toContain(client.session.token);
+    expect(all).not.toContain(secret);
+  });
+
+  it('serves liveness and readiness', async () => {
+    expect((await fetch(`${api.url}/health/live`)).status).toBe(200);
+    const ready = await fetch(`${api.url}/health`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ok', details: { redis: { status: 'up' }, ai: { status: 'up' } } });
+  });
+});
