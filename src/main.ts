@@ -24,6 +24,7 @@ async function bootstrap(): Promise<void> {
   app.flushLogs();
   // Self-hosted instances are often reached over plain http on a LAN: upgrading the page's own
   // requests to https would break it there.
+  if (config.http.trustProxy !== null) app.set('trust proxy', config.http.trustProxy);
   app.use(helmet({ contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } } }));
   app.useBodyParser('json', { limit: bodyLimit(config) });
   app.enableCors(config.http.corsOrigins ? { origin: config.http.corsOrigins, credentials: true } : { origin: false });

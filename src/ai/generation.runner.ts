@@ -79,15 +79,17 @@ export class GenerationRunner {
   }
 
   /**
-   * The API writes the history entry just after queueing the command, so a fast worker may see the
-   * command first: wait a little for the entry before deciding the message is gone.
+   * The API queues the command, then writes the history entry, then announces chat.user_message
+   * and marks the entry so. A fast worker waits for that mark (so chat.user_message always comes
+   * before chat.started), or for the entry alone once the wait is over (the API died in between).
    */
   private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<MessageStatus | null> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
     for (;;) {
-      const status = await this.history.getStatus(ref.sessionId, ref.messageId);
-      if (status !== null || Date.now() > deadline || signal.aborted) return status;
-      await sleep(25, signal);
+      const { status, userAnnounced } = await this.history.entryState(ref.sessionId, ref.messageId);
+      if ((status !== null && (userAnnounced || isFinal(status))) || signal.aborted) return status;
+      if (Date.now() > deadline) return status;
+      await sleep(20, signal);
     }
   }
 
@@ -163,7 +165,14 @@ export class GenerationRunner {
       // Announce whatever outcome stands (this one, or a cancel that won the race); idempotent.
       if (stored !== 'gone') await this.announceStored(ref);
       const ms = Date.now() - started;
-      if (stored === 'applied') this.recordCompletion(outcome, ms);
+      if (stored === 'applied') {
+        if ((await this.history.getStatus(ref.sessionId, ref.messageId)) === 'cancelled') {
+          this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
+          this.logger.log(about(ref, 'completed after a cancel whose signal was missed: stored as cancelled'));
+        } else {
+          this.recordCompletion(outcome, ms);
+        }
+      }
       this.logger.log(
         about(ref, `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt}`, {
           attempt,
@@ -191,11 +200,14 @@ export class GenerationRunner {
 
   /** Stores the cancel with the partial answer, marked cancelled, and announces chat.cancelled. */
   private async cancelled(ref: MessageRef, partial: PartialReply): Promise<RunResult> {
-    await this.history.finish(ref.sessionId, ref.messageId, 'cancelled', {
+    const stored = await this.history.finish(ref.sessionId, ref.messageId, 'cancelled', {
       content: partial.content,
       createdAt: new Date().toISOString(),
       ...(partial.thinking ? { thinking: partial.thinking } : {}),
     });
+    // Whoever stores an outcome announces it: a cancel of a queued message was stored (and is
+    // announced) by the API; a cleared conversation was announced by the clear.
+    if (stored !== 'applied') return 'finished';
     this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     this.logger.log(about(ref, `cancelled session=${ref.sessionId} message=${ref.messageId}`, { keptChars: partial.content.length }));
     return this.announceStored(ref);
@@ -259,6 +271,7 @@ export class GenerationRunner {
     let firstTokenAt: number | null = null;
     const onOuterAbort = () => controller.abort();
     signal.addEventListener('abort', onOuterAbort, { once: true });
+    if (signal.aborted) controller.abort(); // fired before the listener was there
     let timeout: GenerationError | null = null;
     const expire = (error: GenerationError) => () => {
       timeout = error;

@@ -3,7 +3,8 @@ import { decodeOutgoing, DeliveredEvent } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
-import { StreamTail } from '../event-bus/stream-tail';
+import { sleep, StreamTail } from '../event-bus/stream-tail';
+import { EventBus } from '../event-bus/event-bus.service';
 import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
@@ -21,6 +22,7 @@ export class ChatEventsRelay {
   constructor(
     private readonly redis: RedisConnections,
     private readonly hub: SessionEventHub,
+    private readonly bus: EventBus,
   ) {}
 
   start(sink: EventSink): void {
@@ -34,19 +36,41 @@ export class ChatEventsRelay {
     this.tail = null;
   }
 
-  private deliver(entries: StreamEntry[], sink: EventSink): void {
+  /**
+   * Copies the batch into the session logs first, then delivers it: an event a client can receive
+   * live is always already in the log a resuming client replays (see ResumableEvents).
+   */
+  private async deliver(entries: StreamEntry[], sink: EventSink): Promise<void> {
+    const events: DeliveredEvent[] = [];
     for (const entry of entries) {
       const decoded = decodeOutgoing(entry.id, entry.fields);
-      if (!decoded.ok) {
-        this.logger.warn(`skipping malformed event ${entry.id}: ${decoded.reason}`);
-        continue;
-      }
+      if (decoded.ok) events.push(decoded.value);
+      else this.logger.warn(`skipping malformed event ${entry.id}: ${decoded.reason}`);
+    }
+    await this.logWithRetry(events);
+    for (const event of events) {
       try {
-        sink(decoded.value);
+        sink(event);
       } catch (err) {
-        this.logger.error(`delivering ${entry.id} failed: ${(err as Error).message}`);
+        this.logger.error(`delivering ${event.eventId} failed: ${(err as Error).message}`);
       }
-      this.hub.dispatch(decoded.value);
+      this.hub.dispatch(event);
+    }
+  }
+
+  /** A Redis hiccup must not drop live delivery: retry briefly, then deliver anyway (logged). */
+  private async logWithRetry(events: DeliveredEvent[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bus.appendToSessionLogs(events);
+        return;
+      } catch (err) {
+        if (attempt >= 5) {
+          this.logger.error(`session logs not written for ${events.length} event(s): ${(err as Error).message}`);
+          return;
+        }
+        await sleep(100 * attempt);
+      }
     }
   }
 }

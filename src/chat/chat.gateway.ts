@@ -18,6 +18,7 @@ import { isValidId } from '../event-bus/stream-names';
 import { isStreamId } from '../event-bus/stream-reply';
 import { ResumableEvents } from './resumable-events';
 import { Metrics } from '../observability/metrics.service';
+import { AppConfig } from '../config/app-config';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatService } from './chat.service';
 import { CancelMessageDto } from './dto/cancel-message.dto';
@@ -70,6 +71,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     private readonly relay: ChatEventsRelay,
     private readonly resumable: ResumableEvents,
     private readonly metrics: Metrics,
+    private readonly config: AppConfig,
   ) {}
 
   afterInit(server: ChatNamespace): void {
@@ -119,7 +121,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     const input = await validatePayload(MessageInputDto, body);
     if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
     try {
-      const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId, address: socket.handshake.address });
+      const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
       return { messageId: result.messageId };
     } catch (err) {
       return { error: toErrorBody(err) };
@@ -150,6 +152,15 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
   async onApplicationShutdown(): Promise<void> {
     await this.relay.stop();
     this.server?.disconnectSockets(true);
+  }
+
+  /** The client's address; behind a trusted proxy, the first X-Forwarded-For hop. */
+  private addressOf(socket: ChatSocket): string {
+    const forwarded = socket.handshake.headers['x-forwarded-for'];
+    if (this.config.http.trustProxy !== null && typeof forwarded === 'string' && forwarded.trim()) {
+      return forwarded.split(',')[0].trim();
+    }
+    return socket.handshake.address;
   }
 
   /** Returns an error text for connect_error, or null when the socket may join. */

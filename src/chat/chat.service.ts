@@ -61,22 +61,28 @@ export class ChatService {
       throw err;
     }
     const createdAt = new Date().toISOString();
+    let stored = false;
     try {
       // Order matters. The command goes first, so a history entry always has a command behind it
       // and a later message never waits on an earlier one that was never queued. The history entry
-      // goes last: a worker waits for it before starting, so chat.user_message always precedes
-      // chat.started. If any step fails the send is refused (503) and the worker skips the command.
+      // comes before chat.user_message, so a history read never misses a message whose event it
+      // resumes after. The worker waits for the last mark, so chat.user_message precedes
+      // chat.started. If a step fails the send is refused (503) and the worker skips the command.
       await this.bus.publishCommand({
         type: 'chat.generate',
         payload: { sessionId, messageId, content: input.content, createdAt, ...(input.think ? { think: input.think } : {}) },
       });
-      await this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } });
       await this.history.appendUserMessage(sessionId, messageId, {
         content: input.content,
         createdAt,
         ...(input.think ? { think: input.think } : {}),
       });
+      stored = true;
+      await this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } });
+      await this.history.markUserAnnounced(sessionId, messageId);
     } catch (err) {
+      // Not accepted: the worker skips a command whose history entry is gone.
+      if (stored) await this.history.remove(sessionId, messageId).catch(() => undefined);
       // Free the clientMessageId so the client's retry is queued anew, not answered with a dead id.
       if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
       throw err;
@@ -138,8 +144,9 @@ export class ChatService {
   async clear(sessionId: string): Promise<void> {
     const unfinished = await this.history.clear(sessionId);
     for (const messageId of unfinished) {
-      await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
+      // Stop the worker first, so no delta of it follows the chat.cancelled.
       await this.bus.signalCancel({ sessionId, messageId });
+      await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
       this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     }
     if (unfinished.length) this.logger.log({ msg: `cleared, cancelling ${unfinished.length} unfinished message(s)`, sessionId });

@@ -31,7 +31,22 @@ export class PlainWsServer implements OnApplicationBootstrap, OnApplicationShutd
     private readonly metrics: Metrics,
   ) {}
 
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly alive = new WeakSet<WebSocket>();
+
   onApplicationBootstrap(): void {
+    // A client that does not answer a ping within 30 s is gone (half-open): drop it and its listener.
+    this.heartbeat = setInterval(() => {
+      for (const client of this.wss.clients) {
+        if (!this.alive.has(client)) {
+          client.terminate();
+          continue;
+        }
+        this.alive.delete(client);
+        client.ping();
+      }
+    }, 30_000);
+    this.heartbeat.unref();
     const server: unknown = this.adapterHost.httpAdapter?.getHttpServer();
     if (!server || typeof (server as Server).on !== 'function') return; // no HTTP server (worker process)
     this.server = server as Server;
@@ -39,28 +54,32 @@ export class PlainWsServer implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   onApplicationShutdown(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
     this.server?.off('upgrade', this.onUpgrade);
     for (const client of this.wss.clients) client.close(1001, 'server shutting down');
     this.wss.close();
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const match = PATH.exec(url.pathname);
-    if (!match) return; // Socket.IO's path, or nothing of ours
-    const sessionId = decodeURIComponent(match[1]);
-    const lastEventId = url.searchParams.get('lastEventId');
+    // Anything thrown here would be an unhandled rejection: every step stays inside the try.
     try {
+      const raw = req.url ?? '/';
+      const match = PATH.exec(raw.split('?')[0]);
+      if (!match) return; // Socket.IO's path, or nothing of ours
+      // Valid ids never need decoding: the raw segment is checked as it is.
+      const sessionId = match[1];
+      const url = new URL(raw.replace(/^\/+/, '/'), 'http://localhost');
+      const lastEventId = url.searchParams.get('lastEventId');
       if (!isValidId(sessionId)) return reject(socket, 400, 'Bad Request');
       if (lastEventId !== null && !isStreamId(lastEventId)) return reject(socket, 400, 'Bad Request');
       const check = await this.tokens.verify(sessionId, url.searchParams.get('token'));
       if (check === 'unauthorized') return reject(socket, 401, 'Unauthorized');
       if (check === 'forbidden') return reject(socket, 403, 'Forbidden');
+      this.wss.handleUpgrade(req, socket, head, (ws) => void this.serve(ws, sessionId, lastEventId));
     } catch (err) {
-      this.logger.warn(`ws handshake check failed: ${(err as Error).message}`);
-      return reject(socket, 503, 'Service Unavailable');
+      this.logger.warn(`ws handshake failed: ${(err as Error).message}`);
+      reject(socket, 503, 'Service Unavailable');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => void this.serve(ws, sessionId, lastEventId));
   }
 
   private async serve(ws: WebSocket, sessionId: string, lastEventId: string | null): Promise<void> {
@@ -68,6 +87,8 @@ export class PlainWsServer implements OnApplicationBootstrap, OnApplicationShutd
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
     };
     let detach: () => void = () => undefined;
+    this.alive.add(ws);
+    ws.on('pong', () => this.alive.add(ws));
     this.metrics.connectedClients.inc({ transport: 'websocket' });
     ws.on('close', () => {
       this.metrics.connectedClients.dec({ transport: 'websocket' });

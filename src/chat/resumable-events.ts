@@ -12,9 +12,10 @@ export interface EventTarget {
 
 /**
  * Resume without gap or duplicate: listen first (buffering), replay the session log after the
- * client's last id, then go live. The log is written before chat:outgoing, so every event missing
- * from the replay arrives live, with an id above the replay's last one; live events at or below it
- * are copies of replayed ones (their chat:outgoing entries were not relayed yet) and are dropped.
+ * client's last id, then go live. Event ids follow one order (chat:outgoing), and this process's
+ * relay writes each event into the session log before delivering it, so every event missing from
+ * the replay arrives live with an id above the replay's last one; live events at or below it are
+ * copies of replayed ones (this relay was behind) and are dropped.
  */
 @Injectable()
 export class ResumableEvents {

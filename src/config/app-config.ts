@@ -2,7 +2,7 @@ import { Environment } from './environment';
 
 /** The service's settings, typed and grouped. Built once from the validated environment. */
 export class AppConfig {
-  readonly http: { port: number; corsOrigins: string[] | null };
+  readonly http: { port: number; corsOrigins: string[] | null; trustProxy: boolean | number | string | null };
   readonly redis: { url: string; streamMaxLen: number; sessionEventsMaxLen: number };
   readonly ai: {
     provider: 'ollama' | 'mock';
@@ -40,6 +40,7 @@ export class AppConfig {
       corsOrigins: env.CORS_ORIGINS
         ? env.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
         : null,
+      trustProxy: parseTrustProxy(env.TRUST_PROXY),
     };
     this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN, sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN };
     this.ai = {
@@ -76,4 +77,11 @@ export class AppConfig {
     this.workerMetricsPort = env.WORKER_METRICS_PORT;
     this.production = env.NODE_ENV === 'production';
   }
+}
+
+function parseTrustProxy(value: string | undefined): boolean | number | string | null {
+  if (value === undefined) return null;
+  if (value === 'true') return true;
+  if (value === 'false') return null;
+  return /^\d+$/.test(value) ? Number(value) : value;
 }

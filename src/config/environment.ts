@@ -92,6 +92,13 @@ export class Environment {
   @IsOptional() @IsString()
   NODE_ENV?: string;
 
+  /**
+   * Behind a reverse proxy: Express's `trust proxy` value (`true`, a hop count, or addresses such as
+   * `loopback`), so per-address rate limits see the client, not the proxy. Unset: the socket peer.
+   */
+  @IsOptional() @IsString()
+  TRUST_PROXY?: string;
+
   /** `json` (one object per line) or `pretty` (needs the pino-pretty dev dependency). Default: pretty on a terminal outside production. */
   @IsOptional() @IsIn(['json', 'pretty'])
   LOG_FORMAT?: 'json' | 'pretty';
@@ -159,7 +166,7 @@ export type EnvironmentInput = Record<string, unknown>;
  * unset so `FOO=` in a .env file falls back to the default. Throws one error naming every bad variable.
  */
 export function validateEnvironment(raw: EnvironmentInput): Environment {
-  const known = Object.keys(new Environment()).concat(['SESSION_SECRET', 'CORS_ORIGINS', 'LOG_FORMAT', 'NODE_ENV']);
+  const known = Object.keys(new Environment()).concat(['SESSION_SECRET', 'CORS_ORIGINS', 'LOG_FORMAT', 'NODE_ENV', 'TRUST_PROXY']);
   const picked: Record<string, unknown> = {};
   for (const key of known) {
     const value = raw[key];

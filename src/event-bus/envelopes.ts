@@ -192,19 +192,11 @@ export function encodeEvent(event: ChatEvent): string[] {
   return encodeEnvelope(event.type, event.payload);
 }
 
-/** Field of a chat:outgoing entry holding the event's id in its session log. */
-export const EVENT_ID_FIELD = 'eid';
-
-/**
- * A chat:outgoing entry: the event plus its eventId (its id in the session log). Entries written
- * before session logs existed have no `eid`; their own entry id stands in.
- */
+/** A chat:outgoing (or session log) entry: the event, with its entry id as the eventId. */
 export function decodeOutgoing(entryId: string, fields: readonly string[]): Decoded<DeliveredEvent> {
   const decoded = decodeEvent(fields);
   if (!decoded.ok) return decoded;
-  const eid = readFields(fields).get(EVENT_ID_FIELD);
-  if (eid !== undefined && !/^\d+-\d+$/.test(eid)) return { ok: false, reason: 'eid is not a stream id' };
-  return { ok: true, value: { ...decoded.value, eventId: eid ?? entryId } };
+  return { ok: true, value: { ...decoded.value, eventId: entryId } };
 }
 
 export function decodeEvent(fields: readonly string[]): Decoded<ChatEvent> {

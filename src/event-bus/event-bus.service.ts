@@ -1,6 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent, EVENT_ID_FIELD } from './envelopes';
+import { CancelSignal, ChatEvent, Command, DeliveredEvent, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
 import { RedisConnections } from './redis-connections';
 import { CANCEL_CHANNEL, sessionKeys, STREAMS } from './stream-names';
 
@@ -34,22 +34,40 @@ export class EventBus {
   }
 
   /**
-   * Appends the event to its session's log (whose entry id is the eventId clients see and resume
-   * from), then to chat:outgoing for live delivery, carrying that eventId. The log is written first:
-   * a reader that replays the log and then follows chat:outgoing never misses an event.
+   * Publishes an event to chat:outgoing; its entry id is the eventId. One stream, one order, for
+   * every publisher: the relays copy each event, in that order, into its session's log for resuming.
    */
   async publishEvent(event: ChatEvent): Promise<string> {
-    const fields = encodeEvent(event);
-    const keys = sessionKeys(event.payload.sessionId);
-    const replies = await this.redis.commands
-      .multi()
-      .xadd(keys.events, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, '*', ...fields)
-      .expire(keys.events, this.config.history.ttlSeconds)
-      .exec();
-    const eventId: unknown = replies?.[0]?.[1];
-    if (typeof eventId !== 'string') throw new Error(`XADD to ${keys.events} failed: ${String(replies?.[0]?.[0] ?? 'no reply')}`);
-    await this.xadd(STREAMS.outgoing, [...fields, EVENT_ID_FIELD, eventId]);
-    return eventId;
+    return this.xadd(STREAMS.outgoing, encodeEvent(event));
+  }
+
+  /**
+   * Copies relayed events into their sessions' logs (`chat:{sid}:events`) under their own ids. Every
+   * relay does it, in chat:outgoing order, so the logs are complete and ordered; an entry another
+   * relay wrote first is refused by Redis (id not above the top) and that refusal is the expected
+   * outcome. One pipeline per session keeps each within its cluster slot.
+   */
+  async appendToSessionLogs(events: DeliveredEvent[]): Promise<void> {
+    const bySession = new Map<string, DeliveredEvent[]>();
+    for (const event of events) {
+      const list = bySession.get(event.payload.sessionId) ?? [];
+      list.push(event);
+      bySession.set(event.payload.sessionId, list);
+    }
+    await Promise.all(
+      [...bySession].map(async ([sessionId, list]) => {
+        const key = sessionKeys(sessionId).events;
+        const pipeline = this.redis.commands.pipeline();
+        for (const event of list) {
+          pipeline.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, event.eventId, ...encodeEvent(event));
+        }
+        pipeline.expire(key, this.config.history.ttlSeconds);
+        const replies = (await pipeline.exec()) ?? [];
+        for (const [err] of replies) {
+          if (err && !/equal or smaller/i.test(err.message)) throw err;
+        }
+      }),
+    );
   }
 
   /** Tells whichever worker runs this message to stop now. */

@@ -25,6 +25,7 @@ const field = {
   status: (messageId: string) => `${messageId}:status`,
   announced: (messageId: string) => `${messageId}:announced`,
   cancel: (messageId: string) => `${messageId}:cancel`,
+  userAnnounced: (messageId: string) => `${messageId}:user-announced`,
 };
 
 /**
@@ -51,9 +52,11 @@ local dropped = 0
 while dropped < tonumber(ARGV[1]) do
   local id = redis.call('LINDEX', KEYS[1], 0)
   if not id then break end
+  -- an outcome not yet announced is still owed its final event: keep it
   if not final(redis.call('HGET', KEYS[2], id .. ':status')) then break end
+  if redis.call('HEXISTS', KEYS[2], id .. ':announced') == 0 then break end
   redis.call('LPOP', KEYS[1])
-  redis.call('HDEL', KEYS[2], id .. ':user', id .. ':assistant', id .. ':status', id .. ':announced', id .. ':cancel')
+  redis.call('HDEL', KEYS[2], id .. ':user', id .. ':assistant', id .. ':status', id .. ':announced', id .. ':cancel', id .. ':user-announced')
   dropped = dropped + 1
 end
 return dropped
@@ -89,14 +92,17 @@ return 'signal'
 
 /**
  * Sets a message's status and reply part unless the message is gone (a cleared conversation must
- * not be resurrected by a late reply) or has already ended (its first outcome stands).
- * KEYS: messages hash, order list. ARGV: user field, status field, assistant field, status, part, ttl.
+ * not be resurrected by a late reply) or has already ended (its first outcome stands). An answer
+ * completing after a cancel was requested (its signal missed) is stored as cancelled.
+ * KEYS: messages hash, order list. ARGV: user field, status field, assistant field, status, part, ttl, cancel field.
  */
 const TRANSITION = new LuaScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
 local current = redis.call('HGET', KEYS[1], ARGV[2])
 if current == 'completed' or current == 'failed' or current == 'cancelled' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], ARGV[4])
+local status = ARGV[4]
+if status == 'completed' and redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then status = 'cancelled' end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], status)
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return 1
@@ -210,6 +216,27 @@ export class ChatHistoryStore {
     return statuses.every((raw) => raw === null || isFinal(parseStatus(raw)));
   }
 
+  /** Takes back a message whose send failed half-way (best effort: the caller answers 503). */
+  async remove(sessionId: string, messageId: string): Promise<void> {
+    const keys = sessionKeys(sessionId);
+    const fields = Object.values(field).map((f) => f(messageId));
+    await this.redis.commands.multi().lrem(keys.order, 0, messageId).hdel(keys.messages, ...fields).exec();
+  }
+
+  /** Records that chat.user_message of this message went out. */
+  async markUserAnnounced(sessionId: string, messageId: string): Promise<void> {
+    await this.redis.commands.hset(sessionKeys(sessionId).messages, field.userAnnounced(messageId), '1');
+  }
+
+  async entryState(sessionId: string, messageId: string): Promise<{ status: MessageStatus | null; userAnnounced: boolean }> {
+    const [status, announced] = await this.redis.commands.hmget(
+      sessionKeys(sessionId).messages,
+      field.status(messageId),
+      field.userAnnounced(messageId),
+    );
+    return { status: status === null ? null : parseStatus(status), userAnnounced: announced !== null };
+  }
+
   async getStatus(sessionId: string, messageId: string) {
     const raw = await this.redis.commands.hget(sessionKeys(sessionId).messages, field.status(messageId));
     return raw === null ? null : parseStatus(raw);
@@ -220,7 +247,15 @@ export class ChatHistoryStore {
     const result = await TRANSITION.run(
       this.redis.commands,
       [keys.messages, keys.order],
-      [field.user(messageId), field.status(messageId), field.assistant(messageId), status, JSON.stringify(part), this.config.history.ttlSeconds],
+      [
+        field.user(messageId),
+        field.status(messageId),
+        field.assistant(messageId),
+        status,
+        JSON.stringify(part),
+        this.config.history.ttlSeconds,
+        field.cancel(messageId),
+      ],
     );
     return result === 1 ? 'applied' : result === 0 ? 'already-ended' : 'gone';
   }

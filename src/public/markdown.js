@@ -220,8 +220,11 @@
     );
   }
 
+  /** Quotes and lists nest at most this deep; deeper content is shown as plain paragraphs. */
+  var MAX_DEPTH = 16;
+
   /** Parses a list starting at lines[start]; returns [html, nextIndex]. */
-  function list(lines, start) {
+  function list(lines, start, depth) {
     var first = LIST_RE.exec(lines[start]);
     var baseIndent = indentOf(first[1]);
     var ordered = /\d/.test(first[2]);
@@ -271,7 +274,7 @@
       var restHtml = rest.some(function (l) {
         return !isBlank(l);
       })
-        ? blocks(rest)
+        ? blocks(rest, depth + 1)
         : '';
       var task = /^\[([ xX])\][ \t]+/.exec(body[0]);
       var head = task ? body[0].slice(task[0].length) : body[0];
@@ -281,7 +284,9 @@
     return [html + (ordered ? '</ol>' : '</ul>'), i];
   }
 
-  function blocks(lines) {
+  function blocks(lines, depth) {
+    depth = depth || 0;
+    var nest = depth < MAX_DEPTH;
     var out = [];
     var i = 0;
     while (i < lines.length) {
@@ -323,18 +328,18 @@
         i++;
         continue;
       }
-      if (QUOTE_RE.test(line)) {
+      if (nest && QUOTE_RE.test(line)) {
         var quoted = [];
         while (i < lines.length && !isBlank(lines[i])) {
           var q = QUOTE_RE.exec(lines[i]);
           quoted.push(q ? q[1] : lines[i]);
           i++;
         }
-        out.push('<blockquote>' + blocks(quoted) + '</blockquote>');
+        out.push('<blockquote>' + blocks(quoted, depth + 1) + '</blockquote>');
         continue;
       }
-      if (LIST_RE.test(line)) {
-        var result = list(lines, i);
+      if (nest && LIST_RE.test(line)) {
+        var result = list(lines, i, depth);
         out.push(result[0]);
         i = result[1];
         continue;
@@ -354,7 +359,7 @@
       // Paragraph: up to a blank line or the start of another block.
       var para = [line.trim()];
       i++;
-      while (i < lines.length && !isBlank(lines[i]) && !startsBlock(lines[i], lines[i + 1])) {
+      while (i < lines.length && !isBlank(lines[i]) && !(nest ? startsBlock(lines[i], lines[i + 1]) : FENCE_RE.test(lines[i]))) {
         para.push(lines[i].trim());
         i++;
       }
