@@ -17,7 +17,7 @@ describe('validateEnvironment', () => {
     const config = new AppConfig(
       validateEnvironment({ PORT: '8080', WORKER_ENABLED: 'false', WORKER_CONCURRENCY: '2', CORS_ORIGINS: 'http://a, http://b' }),
     );
-    expect(config.http).toEqual({ port: 8080, corsOrigins: ['http://a', 'http://b'] });
+    expect(config.http).toEqual({ port: 8080, corsOrigins: ['http://a', 'http://b'], trustProxy: null });
     expect(config.worker.enabled).toBe(false);
     expect(config.worker.concurrency).toBe(2);
   });
