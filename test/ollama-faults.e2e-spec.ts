@@ -193,7 +193,7 @@ describe('Ollama faults: HTTP errors, error lines, cut streams, missing model', 
 
     expect(h.ollama.requests).toHaveLength(2);
     expectEveryRequestToCarry(h.ollama, firstTurn('first try fails'));
-    await h.app.waitForOutput(new RegExp(`attempt 1 of ${messageId} failed \\(ollama_error\\), retrying: Ollama failed \\(HTTP 500\\)`));
+    await h.app.waitForOutput(new RegExp(`^(?=.*attempt 1 failed \\(ollama_error\\), retrying: Ollama failed \\(HTTP 500\\))(?=.*"messageId":"${messageId}").*$`, 'm'));
 
     expect(await assistantEntry(client, messageId)).toMatchObject({ status: 'completed', content: 'Back on track.' });
     expect((await assistantEntry(client, messageId))!.error).toBeUndefined();
@@ -241,7 +241,7 @@ describe('Ollama faults: HTTP errors, error lines, cut streams, missing model', 
     expect(h.ollama.requests).toHaveLength(2);
     expectEveryRequestToCarry(h.ollama, firstTurn('error mid-stream'));
     // Ollama's own error text reaches the log of the retry
-    await h.app.waitForOutput(new RegExp(`attempt 1 of ${messageId} failed \\((stream_interrupted|ollama_error)\\), retrying: .*CUDA error: out of memory`));
+    await h.app.waitForOutput(new RegExp(`^(?=.*attempt 1 failed \\((stream_interrupted|ollama_error)\\), retrying: .*CUDA error: out of memory)(?=.*"messageId":"${messageId}").*$`, 'm'));
 
     // the partial answer of attempt 1 leaves no trace in the history
     expect(await assistantEntry(client, messageId)).toMatchObject({ status: 'completed', content: 'A clean answer.' });

@@ -118,9 +118,18 @@ describe('resume', () => {
     await waitUntil(() => after.some((f) => f.event === 'chat.completed' && f.messageId === messageId));
     expect([...before, ...after].map((f) => f.eventId)).toEqual(await logIds(client.session.sessionId));
 
-    const refused = new WebSocket(`${app.url.replace('http', 'ws')}/ws/${client.session.sessionId}?token=forged`);
-    const status = await new Promise<number>((resolve) => refused.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
-    expect(status).toBe(401);
+    const statusOf = (url: string) =>
+      new Promise<number>((resolve) => {
+        const socket = new WebSocket(url);
+        socket.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        socket.once('error', () => resolve(0));
+      });
+    const ws = app.url.replace('http', 'ws');
+    expect(await statusOf(`${ws}/ws/${client.session.sessionId}?token=forged`)).toBe(401);
+    // hostile paths are refused without harming the server
+    expect(await statusOf(`${ws}/ws/%zz?token=x`)).toBe(400);
+    expect(await statusOf(`${ws}/ws/a*b?token=x`)).toBe(400);
+    expect((await fetch(`${app.url}/health/live`)).status).toBe(200);
   });
 
   it('after a reload, the history shows the partial answer and the id to continue from', async () => {

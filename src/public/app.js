@@ -442,14 +442,14 @@
     });
   }
 
-  /** The history, or null when the server no longer knows this session (401/403/404). */
+  /** The history, or null when the server no longer knows this session (401/403/404; 400: a malformed stored id). */
   async function fetchHistory(session, myEpoch) {
     return withRetry('load the conversation', myEpoch, async function () {
       var res = await fetch('/chat/' + encodeURIComponent(session.sessionId) + '/history', {
         headers: { Authorization: 'Bearer ' + session.token },
         cache: 'no-store',
       });
-      if (res.status === 401 || res.status === 403 || res.status === 404) return null;
+      if (res.status === 400 || res.status === 401 || res.status === 403 || res.status === 404) return null;
       if (!res.ok) throw new Error(await readError(res));
       return res.json();
     });
