@@ -57,7 +57,8 @@ export function resyncPayload(sessionId: string): ResyncPayload {
 
 /**
  * Socket.IO namespace /chat. Auth happens in the handshake middleware (before any room is joined);
- * each socket joins its session's room; events from chat:outgoing are relayed into rooms only.
+ * a socket only ever receives, sends and cancels within its own session: events reach it through
+ * its session's room, or, when it resumes from a lastEventId, through the session hub.
  */
 @WebSocketGateway({ namespace: '/chat' })
 export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, BeforeApplicationShutdown, OnApplicationShutdown {
