@@ -19,6 +19,9 @@ export const CANCEL_CHANNEL = 'chat:cancel';
 /** Ids that may be embedded in a key: checked before they ever reach Redis. */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** ID_PATTERN in words, for error messages: `<field> ${ID_RULE}`. */
+export const ID_RULE = 'must be 1-64 characters of A-Z, a-z, 0-9, _ or -';
+
 export function isValidId(value: unknown): value is string {
   return typeof value === 'string' && ID_PATTERN.test(value);
 }

@@ -1,9 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsNotEmpty, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 import { THINK_LEVELS, ThinkLevel } from '../../event-bus/envelopes';
-import { ID_PATTERN } from '../../event-bus/stream-names';
+import { ID_PATTERN, ID_RULE } from '../../event-bus/stream-names';
 
-const ID_MESSAGE = 'must be 1-64 characters of A-Z, a-z, 0-9, _ or -';
 
 /** Fields a message carries, over HTTP and Socket.IO alike. */
 export class MessageInputDto {
@@ -19,7 +18,7 @@ export class MessageInputDto {
   })
   @IsOptional()
   @IsString()
-  @Matches(ID_PATTERN, { message: `clientMessageId ${ID_MESSAGE}` })
+  @Matches(ID_PATTERN, { message: `clientMessageId ${ID_RULE}` })
   clientMessageId?: string;
 
   @ApiPropertyOptional({ description: "gpt-oss reasoning effort", enum: THINK_LEVELS, example: 'low' })
@@ -33,7 +32,7 @@ export class SendMessageDto extends MessageInputDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(64)
-  @Matches(ID_PATTERN, { message: `sessionId ${ID_MESSAGE}` })
+  @Matches(ID_PATTERN, { message: `sessionId ${ID_RULE}` })
   sessionId: string;
 }
 
