@@ -56,40 +56,38 @@ export class ChatService {
     }
     try {
       await this.limits.check(sessionId, input.address ?? null);
+      await this.enqueue(sessionId, messageId, input);
     } catch (err) {
-      if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
-      throw err;
-    }
-    const createdAt = new Date().toISOString();
-    let stored = false;
-    try {
-      // Order matters. The command goes first, so a history entry always has a command behind it
-      // and a later message never waits on an earlier one that was never queued. The history entry
-      // comes before chat.user_message, so a history read never misses a message whose event it
-      // resumes after. The worker waits for the last mark, so chat.user_message precedes
-      // chat.started. If a step fails the send is refused (503) and the worker skips the command.
-      await this.bus.publishCommand({
-        type: 'chat.generate',
-        payload: { sessionId, messageId, content: input.content, createdAt, ...(input.think ? { think: input.think } : {}) },
-      });
-      await this.history.appendUserMessage(sessionId, messageId, {
-        content: input.content,
-        createdAt,
-        ...(input.think ? { think: input.think } : {}),
-      });
-      stored = true;
-      await this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } });
-      await this.history.markUserAnnounced(sessionId, messageId);
-    } catch (err) {
-      // Not accepted: the worker skips a command whose history entry is gone.
-      if (stored) await this.history.remove(sessionId, messageId).catch(() => undefined);
-      // Free the clientMessageId so the client's retry is queued anew, not answered with a dead id.
+      // Not accepted: free the clientMessageId so the client's retry is queued anew, not answered
+      // with a dead id.
       if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
       throw err;
     }
     this.metrics.accepted.inc();
     this.logger.debug(about({ sessionId, messageId }, 'queued', { chars: input.content.length }));
     return { messageId, sessionId, status: 'queued' };
+  }
+
+  /**
+   * Order matters. The command goes first, so a history entry always has a command behind it and a
+   * later message never waits on an earlier one that was never queued. The history entry comes
+   * before chat.user_message, so a history read never misses a message whose event it resumes
+   * after. The worker waits for the last mark, so chat.user_message precedes chat.started. If a
+   * step fails the send is refused (503) and the worker skips the command.
+   */
+  private async enqueue(sessionId: string, messageId: string, input: SendInput): Promise<void> {
+    const createdAt = new Date().toISOString();
+    const think = input.think ? { think: input.think } : {};
+    await this.bus.publishCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: input.content, createdAt, ...think } });
+    await this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think });
+    try {
+      await this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } });
+      await this.history.markUserAnnounced(sessionId, messageId);
+    } catch (err) {
+      // The worker skips a command whose history entry is gone.
+      await this.history.remove(sessionId, messageId).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
