@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { decodeEvent, DeliveredEvent } from './envelopes';
 import { RedisConnections } from './redis-connections';
 import { sessionKeys } from './stream-names';
-import { compareStreamIds, isStreamId, parseRangeReply } from './stream-reply';
+import { compareStreamIds, isStreamId, parseRangeReply, replyField } from './stream-reply';
 
 export interface Replay {
   events: DeliveredEvent[];
@@ -51,10 +51,7 @@ export class SessionEventLog {
       throw err;
     }
     if (!Array.isArray(info)) return false;
-    const field = (name: string): unknown => {
-      const at = info.indexOf(name);
-      return at >= 0 ? info[at + 1] : undefined;
-    };
+    const field = (name: string): unknown => replyField(info, name);
     // Trimming (MAXLEN) drops the oldest entries: some are gone if more were added than remain,
     // and the client misses them if its id is older than the first one kept.
     const added = Number(field('entries-added'));

@@ -41,6 +41,12 @@ export function parseReadReply(reply: unknown): StreamEntry[] {
   return toEntries(first[1]);
 }
 
+/** The value of `name` in a flat `[name, value, name, value, ...]` reply (XINFO), or undefined. */
+export function replyField(reply: readonly unknown[], name: string): unknown {
+  for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] === name) return reply[i + 1];
+  return undefined;
+}
+
 /** XRANGE / XREVRANGE reply: `[[id, fields], ...]`. */
 export function parseRangeReply(reply: unknown): StreamEntry[] {
   return toEntries(reply);

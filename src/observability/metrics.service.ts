@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS, WORKER_GROUP } from '../event-bus/stream-names';
+import { replyField } from '../event-bus/stream-reply';
 
 /**
  * The process's Prometheus metrics. API processes serve them at /metrics (their in-process worker's
@@ -92,7 +93,7 @@ export class Metrics {
       if (!Array.isArray(groups)) return null;
       for (const raw of groups) {
         if (!Array.isArray(raw)) continue;
-        const field = (name: string): unknown => raw[raw.indexOf(name) + 1];
+        const field = (name: string): unknown => replyField(raw, name);
         if (field('name') !== WORKER_GROUP) continue;
         const lag = Number(field('lag'));
         return { lag: Number.isFinite(lag) ? lag : 0, pending: Number(field('pending')) || 0 };
