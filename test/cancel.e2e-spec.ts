@@ -4,7 +4,7 @@ import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
 
 describe('cancel', () => {
   let redis: Redis;
@@ -23,7 +23,7 @@ describe('cancel', () => {
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
     ollama.reset();
-    await eventually(async () => ((await redis.xpending('chat:incoming', 'ai-workers')) as [number])[0], (n) => n === 0, 10_000);
+    await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
   });
 
   afterAll(async () => {

@@ -7,7 +7,7 @@ import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
 
 describe('crash recovery', () => {
   let redis: Redis;
@@ -31,7 +31,6 @@ describe('crash recovery', () => {
     return client;
   };
 
-  const pendingCount = async () => ((await redis.xpending('chat:incoming', 'ai-workers')) as [number])[0];
 
   beforeAll(async () => {
     redis = await freshRedis();
@@ -71,7 +70,7 @@ describe('crash recovery', () => {
     // Ollama was asked twice with the same conversation
     expect(ollama.requests).toHaveLength(2);
     expect(ollama.requests[1].body.messages).toEqual(ollama.requests[0].body.messages);
-    await eventually(pendingCount, (n) => n === 0);
+    await eventually(() => pendingCount(redis), (n) => n === 0);
     expect((await client.history()).body.messages.at(-1)).toMatchObject({ role: 'assistant', status: 'completed', content: tokens.join('') });
   });
 
@@ -107,7 +106,7 @@ describe('crash recovery', () => {
     });
     const dead = await redis.xrange('chat:dead', '-', '+');
     expect(dead.some(([, fields]) => fields.join(' ').includes(messageId))).toBe(true);
-    await eventually(pendingCount, (n) => n === 0);
+    await eventually(() => pendingCount(redis), (n) => n === 0);
     expect(ollama.requests).toHaveLength(2);
   });
 });

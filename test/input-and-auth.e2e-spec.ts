@@ -13,7 +13,7 @@ import { io } from 'socket.io-client';
 import { AppProcess } from './support/app-process';
 import { ChatClient, Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
 
 /** Small, so oversized payloads stay small. */
 const MAX_CHARS = 200;
@@ -857,12 +857,3 @@ describe('input validation, auth, limits and security headers', () => {
   });
 });
 
-/**
- * Commands ever added to chat:incoming. With a worker running, XLEN is no measure: acknowledged
- * commands are deleted, so it drops while a test looks.
- */
-async function commandsAdded(redis: Redis): Promise<number> {
-  const info = (await redis.xinfo('STREAM', 'chat:incoming').catch(() => [])) as unknown[];
-  const at = info.indexOf('entries-added');
-  return at >= 0 ? Number(info[at + 1]) : 0;
-}

@@ -19,7 +19,7 @@ import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
 
 const SYSTEM_PROMPT = 'You are a fault-injection test assistant.';
 const MODEL = 'gpt-oss:20b';
@@ -141,7 +141,7 @@ async function deadLettersOf(redis: Redis, messageId: string): Promise<DeadLette
 /** The command was acknowledged: nothing left pending for another worker. */
 async function expectNothingPending(redis: Redis): Promise<void> {
   await eventually(
-    async () => ((await redis.xpending('chat:incoming', 'ai-workers')) as [number])[0],
+    () => pendingCount(redis),
     (count) => count === 0,
   );
 }

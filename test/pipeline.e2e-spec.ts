@@ -3,19 +3,14 @@
  * process, the real `ollama` client talking to the fake Ollama server, real socket.io-client sockets.
  */
 import type { Redis } from 'ioredis';
+import { compareStreamIds } from '../src/event-bus/stream-reply';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { eventually } from './support/eventually';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { commandsAdded, freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
 
 const SYSTEM_PROMPT = 'You are a test assistant.';
-
-function compareIds(a: string, b: string): number {
-  const [am, as] = a.split('-').map(BigInt);
-  const [bm, bs] = b.split('-').map(BigInt);
-  return am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : am < bm ? -1 : 1;
-}
 
 function types(events: ReceivedEvent[]): string[] {
   return events.map((e) => e.type);
@@ -84,10 +79,10 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
       expect(e.payload.eventId).toMatch(/^\d+-\d+$/);
     }
     const ids = events.map((e) => e.payload.eventId);
-    expect([...ids].sort(compareIds)).toEqual(ids);
+    expect([...ids].sort(compareStreamIds)).toEqual(ids);
     // the worker acknowledges the command once its outcome is published and stored
     await eventually(
-      async () => ((await redis.xpending('chat:incoming', 'ai-workers')) as [number])[0],
+      () => pendingCount(redis),
       (count) => count === 0,
     );
   });
@@ -242,12 +237,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
 
   it('rejects bad input with 400 naming the field, and queues nothing', async () => {
     const client = await open();
-    // commands ever added (XLEN would drop as acknowledged commands are deleted)
-    const added = async () => {
-      const info = (await redis.xinfo('STREAM', 'chat:incoming')) as unknown[];
-      return Number(info[info.indexOf('entries-added') + 1]);
-    };
-    const before = await added();
+    const before = await commandsAdded(redis);
     const cases: [unknown, RegExp][] = [
       [{ sessionId: client.session.sessionId }, /content/],
       [{ sessionId: client.session.sessionId, content: '   ' }, /content must not be empty/],
@@ -268,7 +258,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
       body: '{"sessionId": ',
     });
     expect(malformed.status).toBe(400);
-    expect(await added()).toBe(before);
+    expect(await commandsAdded(redis)).toBe(before);
   });
 
   it('requires the session token: 401 without or with a forged one, 403 with another session\'s', async () => {

@@ -9,6 +9,7 @@ import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
 import { RedisServer } from './support/redis-server';
+import { pendingCount } from './support/test-redis';
 
 describe('Redis outage', () => {
   let server: RedisServer;
@@ -97,7 +98,7 @@ describe('Redis outage', () => {
     }
     const redis = new Redis(server.url, { protocol: 2 });
     try {
-      await eventually(async () => ((await redis.xpending('chat:incoming', 'ai-workers')) as [number])[0], (n) => n === 0, 15_000);
+      await eventually(() => pendingCount(redis), (n) => n === 0, 15_000);
     } finally {
       redis.disconnect();
     }

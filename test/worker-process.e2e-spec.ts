@@ -8,7 +8,7 @@ import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
 import { freePort } from './support/redis-server';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
 
 describe('standalone worker processes', () => {
   let redis: Redis;
@@ -81,8 +81,7 @@ describe('standalone worker processes', () => {
     expect(exitedGracefully(await exit)).toBe(true);
     expect(worker.log).toMatch(/waiting up to 10000 ms for 1 generation/);
     // acknowledged before exiting: nothing left pending for another worker
-    const pending = (await redis.xpending('chat:incoming', 'ai-workers')) as [number];
-    expect(pending[0]).toBe(0);
+    expect(await pendingCount(redis)).toBe(0);
   });
 
   it('on SIGTERM past the grace period leaves the unfinished message pending, never acknowledged', async () => {
@@ -120,7 +119,7 @@ describe('standalone worker processes', () => {
     // transient: retried before giving up
     expect(events.filter((e) => e.type === 'chat.started').map((e) => e.payload.attempt)).toEqual([1, 2, 3]);
     await eventually(
-      async () => ((await redis.xpending('chat:incoming', 'ai-workers')) as [number])[0],
+      () => pendingCount(redis),
       (n) => n === 0,
     );
   });

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { replyField } from '../../src/event-bus/stream-reply';
 
 /**
  * The Redis URL for this jest worker: its own database index (1-15), so test files running in
@@ -18,4 +19,19 @@ export async function freshRedis(url = testRedisUrl()): Promise<Redis> {
   await client.connect();
   await client.flushdb();
   return client;
+}
+
+/** Commands read by the `ai-workers` group and not yet acknowledged. */
+export async function pendingCount(redis: Redis): Promise<number> {
+  const summary = (await redis.xpending('chat:incoming', 'ai-workers')) as [number];
+  return summary[0];
+}
+
+/**
+ * Commands ever added to chat:incoming. With a worker running, XLEN is no measure: acknowledged
+ * commands are deleted, so it drops while a test looks.
+ */
+export async function commandsAdded(redis: Redis): Promise<number> {
+  const info = (await redis.xinfo('STREAM', 'chat:incoming').catch(() => [])) as unknown[];
+  return Number(replyField(info, 'entries-added') ?? 0);
 }
