@@ -4,7 +4,7 @@ import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
 import { sleep, StreamTail } from '../event-bus/stream-tail';
-import { EventBus } from '../event-bus/event-bus.service';
+import { EventBus, SessionLogEntry } from '../event-bus/event-bus.service';
 import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
@@ -42,12 +42,17 @@ export class ChatEventsRelay {
    */
   private async deliver(entries: StreamEntry[], sink: EventSink): Promise<void> {
     const events: DeliveredEvent[] = [];
+    const logEntries: SessionLogEntry[] = [];
     for (const entry of entries) {
       const decoded = decodeOutgoing(entry.id, entry.fields);
-      if (decoded.ok) events.push(decoded.value);
-      else this.logger.warn(`skipping malformed event ${entry.id}: ${decoded.reason}`);
+      if (!decoded.ok) {
+        this.logger.warn(`skipping malformed event ${entry.id}: ${decoded.reason}`);
+        continue;
+      }
+      events.push(decoded.value);
+      logEntries.push({ sessionId: decoded.value.payload.sessionId, eventId: entry.id, fields: entry.fields });
     }
-    await this.logWithRetry(events);
+    await this.logWithRetry(logEntries);
     for (const event of events) {
       try {
         sink(event);
@@ -59,14 +64,14 @@ export class ChatEventsRelay {
   }
 
   /** A Redis hiccup must not drop live delivery: retry briefly, then deliver anyway (logged). */
-  private async logWithRetry(events: DeliveredEvent[]): Promise<void> {
+  private async logWithRetry(entries: SessionLogEntry[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.bus.appendToSessionLogs(events);
+        await this.bus.appendToSessionLogs(entries);
         return;
       } catch (err) {
         if (attempt >= 5) {
-          this.logger.error(`session logs not written for ${events.length} event(s): ${(err as Error).message}`);
+          this.logger.error(`session logs not written for ${entries.length} event(s): ${(err as Error).message}`);
           return;
         }
         await sleep(100 * attempt);

@@ -1,8 +1,15 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { CancelSignal, ChatEvent, Command, DeliveredEvent, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
+import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
 import { RedisConnections } from './redis-connections';
 import { CANCEL_CHANNEL, sessionKeys, STREAMS } from './stream-names';
+
+/** A decoded chat:outgoing entry, to be copied into its session's log. */
+export interface SessionLogEntry {
+  sessionId: string;
+  eventId: string;
+  fields: readonly string[];
+}
 
 export interface DeadLetter {
   /** Where the entry came from. */
@@ -45,21 +52,22 @@ export class EventBus {
    * Copies relayed events into their sessions' logs (`chat:{sid}:events`) under their own ids. Every
    * relay does it, in chat:outgoing order, so the logs are complete and ordered; an entry another
    * relay wrote first is refused by Redis (id not above the top) and that refusal is the expected
-   * outcome. One pipeline per session keeps each within its cluster slot.
+   * outcome. One pipeline per session keeps each within its cluster slot. The entries' fields are
+   * copied as read (already checked), not encoded again.
    */
-  async appendToSessionLogs(events: DeliveredEvent[]): Promise<void> {
-    const bySession = new Map<string, DeliveredEvent[]>();
-    for (const event of events) {
-      const list = bySession.get(event.payload.sessionId) ?? [];
-      list.push(event);
-      bySession.set(event.payload.sessionId, list);
+  async appendToSessionLogs(entries: SessionLogEntry[]): Promise<void> {
+    const bySession = new Map<string, SessionLogEntry[]>();
+    for (const entry of entries) {
+      const list = bySession.get(entry.sessionId) ?? [];
+      list.push(entry);
+      bySession.set(entry.sessionId, list);
     }
     await Promise.all(
       [...bySession].map(async ([sessionId, list]) => {
         const key = sessionKeys(sessionId).events;
         const pipeline = this.redis.commands.pipeline();
-        for (const event of list) {
-          pipeline.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, event.eventId, ...encodeEvent(event));
+        for (const entry of list) {
+          pipeline.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, entry.eventId, ...entry.fields);
         }
         pipeline.expire(key, this.config.history.ttlSeconds);
         const replies = (await pipeline.exec()) ?? [];
