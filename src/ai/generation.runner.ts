@@ -165,13 +165,10 @@ export class GenerationRunner {
       // Announce whatever outcome stands (this one, or a cancel that won the race); idempotent.
       if (stored !== 'gone') await this.announceStored(ref);
       const ms = Date.now() - started;
-      if (stored === 'applied') {
-        if ((await this.history.getStatus(ref.sessionId, ref.messageId)) === 'cancelled') {
-          this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
-          this.logger.log(about(ref, 'completed after a cancel whose signal was missed: stored as cancelled'));
-        } else {
-          this.recordCompletion(outcome, ms);
-        }
+      if (stored === 'applied') this.recordCompletion(outcome, ms);
+      if (stored === 'applied-as-cancelled') {
+        this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
+        this.logger.log(about(ref, 'completed after a cancel whose signal was missed: stored as cancelled'));
       }
       this.logger.log(
         about(ref, `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt}`, {

@@ -35,8 +35,11 @@ const field = {
  */
 export type CancelRequest = 'cancelled' | 'signal' | 'ended' | 'gone';
 
-/** `applied`; `already-ended` (a final status was there first); `gone` (cleared or trimmed). */
-export type Transition = 'applied' | 'already-ended' | 'gone';
+/**
+ * `applied`; `applied-as-cancelled` (a completion stored as cancelled: a cancel was requested);
+ * `already-ended` (a final status was there first); `gone` (cleared or trimmed).
+ */
+export type Transition = 'applied' | 'applied-as-cancelled' | 'already-ended' | 'gone';
 
 export interface StoredOutcome {
   status: FinalStatus;
@@ -105,6 +108,7 @@ if status == 'completed' and redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then s
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], status)
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
+if status ~= ARGV[4] then return 2 end
 return 1
 `);
 
@@ -257,7 +261,7 @@ export class ChatHistoryStore {
         field.cancel(messageId),
       ],
     );
-    return result === 1 ? 'applied' : result === 0 ? 'already-ended' : 'gone';
+    return result === 1 ? 'applied' : result === 2 ? 'applied-as-cancelled' : result === 0 ? 'already-ended' : 'gone';
   }
 
   /** The whole retained conversation, oldest first. */
