@@ -208,7 +208,9 @@ export class ChatHistoryStore {
 
   /**
    * Whether every message accepted before `messageId` in its session has ended (completed, failed
-   * or cancelled). Null when `messageId` is not in the history (cleared, or not written yet).
+   * or cancelled) and its final event went out. An outcome is stored before it is announced, so
+   * "stored" alone would let the next message's chat.started overtake the earlier chat.completed.
+   * Null when `messageId` is not in the history (cleared, or not written yet).
    */
   async earlierMessagesDone(sessionId: string, messageId: string): Promise<boolean | null> {
     const keys = sessionKeys(sessionId);
@@ -216,8 +218,12 @@ export class ChatHistoryStore {
     const index = order.indexOf(messageId);
     if (index < 0) return null;
     if (index === 0) return true;
-    const statuses = await this.redis.commands.hmget(keys.messages, ...order.slice(0, index).map(field.status));
-    return statuses.every((raw) => raw === null || isFinal(parseStatus(raw)));
+    const earlier = order.slice(0, index);
+    const values = await this.redis.commands.hmget(keys.messages, ...earlier.flatMap((id) => [field.status(id), field.announced(id)]));
+    return earlier.every((_, i) => {
+      const status = values[2 * i];
+      return status === null || (isFinal(parseStatus(status)) && values[2 * i + 1] !== null);
+    });
   }
 
   /** Takes back a message whose send failed half-way (best effort: the caller answers 503). */
