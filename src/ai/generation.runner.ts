@@ -3,7 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { FailureReason, GenerateCommand, Usage } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { ChatHistoryStore, isFinal } from '../history/chat-history.store';
-import { MessageStatus } from '../history/stored-message';
+import { ContextMessage, MessageStatus } from '../history/stored-message';
 import { DeltaBatcher } from './delta-batcher';
 import { isCancelled } from './abort-reasons';
 import { GenerationError } from './generation-error';
@@ -27,6 +27,7 @@ type PartialReply = { content: string; thinking: string };
 const EMPTY: PartialReply = Object.freeze({ content: '', thinking: '' });
 
 const HISTORY_ENTRY_WAIT_MS = 10_000;
+const HISTORY_ENTRY_BACKOFF_MS = [1, 2, 4, 8, 16, 20];
 const TURN_POLL_MS = 50;
 
 /** Transient provider failures are retried this many times, with this backoff. */
@@ -68,11 +69,12 @@ export class GenerationRunner {
     }
     // A redelivery of a message that already ended (its ack or final event was lost).
     if (isFinal(status)) return this.announceStored(ref);
-    if (!(await this.waitForTurn(ref, signal))) return this.stopped(ref, signal, EMPTY);
+    const context = await this.waitForTurn(ref, signal);
+    if (!context) return this.stopped(ref, signal, EMPTY);
     const release = await slots.acquire(signal);
     if (!release) return this.stopped(ref, signal, EMPTY);
     try {
-      return await this.generate(command, delivery, signal);
+      return await this.generate(command, context, delivery, signal);
     } finally {
       release();
     }
@@ -85,41 +87,41 @@ export class GenerationRunner {
    */
   private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<MessageStatus | null> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
-    for (;;) {
+    for (let poll = 0; ; poll++) {
       const { status, userAnnounced } = await this.history.entryState(ref.sessionId, ref.messageId);
       if ((status !== null && (userAnnounced || isFinal(status))) || signal.aborted) return status;
       if (Date.now() > deadline) return status;
-      await sleep(20, signal);
+      // The API is normally a round trip or two behind: look again soon, then back off.
+      await sleep(HISTORY_ENTRY_BACKOFF_MS[Math.min(poll, HISTORY_ENTRY_BACKOFF_MS.length - 1)], signal);
     }
   }
 
   /**
    * Messages of one session are answered one at a time, in the order they were accepted, so each
-   * sees the earlier answers. Returns false when aborted while waiting.
+   * sees the earlier answers. Returns the context to send, or null when aborted while waiting.
    */
-  private async waitForTurn(ref: MessageRef, signal: AbortSignal): Promise<boolean> {
+  private async waitForTurn(ref: MessageRef, signal: AbortSignal): Promise<ContextMessage[] | null> {
     // An earlier message ends within its longest possible life (every delivery timing out); past
     // that it is stuck for a reason of its own and must not hold the session hostage.
     const { claimIdleMs, maxDeliveries } = this.config.worker;
     const deadline = Date.now() + this.config.ai.totalTimeoutMs + claimIdleMs * (maxDeliveries + 1);
     let logged = false;
     while (!signal.aborted) {
-      const done = await this.history.earlierMessagesDone(ref.sessionId, ref.messageId);
-      if (done !== false) return true;
+      const { ready, context } = await this.history.turn(ref.sessionId, ref.messageId);
+      if (ready !== false) return context;
       if (Date.now() > deadline) {
         this.logger.warn(about(ref, 'stops waiting for earlier messages of its session'));
-        return true;
+        return context;
       }
       if (!logged) this.logger.debug(about(ref, 'waits for earlier messages of its session'));
       logged = true;
       await sleep(TURN_POLL_MS, signal);
     }
-    return false;
+    return null;
   }
 
-  private async generate(command: GenerateCommand, delivery: Delivery, signal: AbortSignal): Promise<RunResult> {
+  private async generate(command: GenerateCommand, context: ContextMessage[], delivery: Delivery, signal: AbortSignal): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
-    const context = await this.history.contextBefore(ref.sessionId, ref.messageId);
     const request: GenerationRequest = {
       messages: buildMessages(this.config.ai.systemPrompt, context, command.content),
       ...(command.think ? { think: command.think } : {}),
@@ -270,17 +272,19 @@ export class GenerationRunner {
     signal.addEventListener('abort', onOuterAbort, { once: true });
     if (signal.aborted) controller.abort(); // fired before the listener was there
     let timeout: GenerationError | null = null;
-    const expire = (error: GenerationError) => () => {
-      timeout = error;
+    // The error is built only when the timer fires: most attempts never time out, and an Error
+    // with its stack trace per attempt showed in the worker's profile.
+    const expire = (makeError: () => GenerationError) => () => {
+      timeout = makeError();
       controller.abort();
     };
     const { firstTokenTimeoutMs, totalTimeoutMs } = this.config.ai;
     let firstTokenTimer: NodeJS.Timeout | null = setTimeout(
-      expire(new GenerationError('first_token_timeout', `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`, true)),
+      expire(() => new GenerationError('first_token_timeout', `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`, true)),
       firstTokenTimeoutMs,
     );
     const totalTimer = setTimeout(
-      expire(new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false)),
+      expire(() => new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false)),
       totalTimeoutMs,
     );
     const batcher = new DeltaBatcher(async (kind, delta) => {

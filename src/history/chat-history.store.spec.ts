@@ -26,19 +26,19 @@ describe('ChatHistoryStore (real Redis)', () => {
   const user = (content: string) => ({ content, createdAt: new Date().toISOString() });
   const answer = { content: 'ok', createdAt: new Date().toISOString() };
 
-  describe('earlierMessagesDone', () => {
+  describe('turn', () => {
     it('is true for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));
-      expect(await store.earlierMessagesDone('s-first', 'm1')).toBe(true);
-      expect(await store.earlierMessagesDone('s-first', 'unknown')).toBeNull();
+      expect((await store.turn('s-first', 'm1')).ready).toBe(true);
+      expect((await store.turn('s-first', 'unknown')).ready).toBeNull();
     });
 
     it('waits while an earlier message is queued or streaming', async () => {
       await store.appendUserMessage('s-open', 'm1', user('a'));
       await store.appendUserMessage('s-open', 'm2', user('b'));
-      expect(await store.earlierMessagesDone('s-open', 'm2')).toBe(false);
+      expect((await store.turn('s-open', 'm2')).ready).toBe(false);
       await store.markStreaming('s-open', 'm1');
-      expect(await store.earlierMessagesDone('s-open', 'm2')).toBe(false);
+      expect((await store.turn('s-open', 'm2')).ready).toBe(false);
     });
 
     // The race CI once caught: the next chat.started went out before the earlier chat.completed.
@@ -47,21 +47,50 @@ describe('ChatHistoryStore (real Redis)', () => {
       await store.appendUserMessage('s-ann', 'm2', user('b'));
       await store.appendUserMessage('s-ann', 'm3', user('c'));
       expect(await store.finish('s-ann', 'm1', 'completed', answer)).toBe('applied');
-      expect(await store.earlierMessagesDone('s-ann', 'm2')).toBe(false);
+      expect((await store.turn('s-ann', 'm2')).ready).toBe(false);
       await store.markAnnounced('s-ann', 'm1', '1-0');
-      expect(await store.earlierMessagesDone('s-ann', 'm2')).toBe(true);
-      expect(await store.earlierMessagesDone('s-ann', 'm3')).toBe(false);
+      expect((await store.turn('s-ann', 'm2')).ready).toBe(true);
+      expect((await store.turn('s-ann', 'm3')).ready).toBe(false);
       await store.finish('s-ann', 'm2', 'failed', { ...answer, error: { code: 'model_error', message: 'x' } });
-      expect(await store.earlierMessagesDone('s-ann', 'm3')).toBe(false);
+      expect((await store.turn('s-ann', 'm3')).ready).toBe(false);
       await store.markAnnounced('s-ann', 'm2', '2-0');
-      expect(await store.earlierMessagesDone('s-ann', 'm3')).toBe(true);
+      expect((await store.turn('s-ann', 'm3')).ready).toBe(true);
     });
 
     it('does not wait for an earlier message taken back (its send failed)', async () => {
       await store.appendUserMessage('s-rm', 'm1', user('a'));
       await store.appendUserMessage('s-rm', 'm2', user('b'));
       await store.remove('s-rm', 'm1');
-      expect(await store.earlierMessagesDone('s-rm', 'm2')).toBe(true);
+      expect((await store.turn('s-rm', 'm2')).ready).toBe(true);
+    });
+
+    it('returns the completed exchanges before the message, newest CONTEXT_MAX_MESSAGES kept', async () => {
+      const sid = 's-ctx';
+      for (const [id, text] of [['m1', 'one'], ['m2', 'two'], ['m3', 'three'], ['m4', 'four']]) await store.appendUserMessage(sid, id, user(text));
+      await store.finish(sid, 'm1', 'completed', { ...answer, content: 'ONE' });
+      await store.finish(sid, 'm2', 'failed', { ...answer, content: '', error: { code: 'model_error', message: 'x' } });
+      await store.finish(sid, 'm3', 'completed', { ...answer, content: 'THREE' });
+      for (const id of ['m1', 'm2', 'm3']) await store.markAnnounced(sid, id, '1-0');
+      const { ready, context } = await store.turn(sid, 'm4');
+      expect(ready).toBe(true);
+      expect(context).toEqual([
+        { role: 'user', content: 'one' },
+        { role: 'assistant', content: 'ONE' },
+        { role: 'user', content: 'three' },
+        { role: 'assistant', content: 'THREE' },
+      ]);
+      expect((await store.turn(sid, 'm3')).context).toEqual([
+        { role: 'user', content: 'one' },
+        { role: 'assistant', content: 'ONE' },
+      ]);
+      expect((await store.turn(sid, 'm1')).context).toEqual([]);
+
+      const three = new ChatHistoryStore(connections, new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), CONTEXT_MAX_MESSAGES: '3' })));
+      expect((await three.turn(sid, 'm4')).context).toEqual([
+        { role: 'assistant', content: 'ONE' },
+        { role: 'user', content: 'three' },
+        { role: 'assistant', content: 'THREE' },
+      ]);
     });
   });
 });

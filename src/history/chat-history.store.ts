@@ -207,23 +207,36 @@ export class ChatHistoryStore {
   }
 
   /**
-   * Whether every message accepted before `messageId` in its session has ended (completed, failed
-   * or cancelled) and its final event went out. An outcome is stored before it is announced, so
-   * "stored" alone would let the next message's chat.started overtake the earlier chat.completed.
-   * Null when `messageId` is not in the history (cleared, or not written yet).
+   * Whether `messageId` may be answered now, and the earlier turns the model should see if so, in
+   * one round trip. It may when every message accepted before it in its session has ended
+   * (completed, failed or cancelled) *and* its final event went out: an outcome is stored before it
+   * is announced, so "stored" alone would let this message's chat.started overtake the earlier
+   * chat.completed. `ready` is null when `messageId` is not in the history (cleared, or not written
+   * yet). The context holds completed exchanges only (a failed turn has no answer to learn from),
+   * at most CONTEXT_MAX_MESSAGES of them, newest kept; only those are parsed.
    */
-  async earlierMessagesDone(sessionId: string, messageId: string): Promise<boolean | null> {
+  async turn(sessionId: string, messageId: string): Promise<{ ready: boolean | null; context: ContextMessage[] }> {
     const keys = sessionKeys(sessionId);
-    const order = await this.redis.commands.lrange(keys.order, 0, -1);
+    const [order, all] = await Promise.all([this.redis.commands.lrange(keys.order, 0, -1), this.redis.commands.hgetall(keys.messages)]);
     const index = order.indexOf(messageId);
-    if (index < 0) return null;
-    if (index === 0) return true;
+    if (index < 0) return { ready: null, context: [] };
     const earlier = order.slice(0, index);
-    const values = await this.redis.commands.hmget(keys.messages, ...earlier.flatMap((id) => [field.status(id), field.announced(id)]));
-    return earlier.every((_, i) => {
-      const status = values[2 * i];
-      return status === null || (isFinal(parseStatus(status)) && values[2 * i + 1] !== null);
+    const ready = earlier.every((id) => {
+      const status = all[field.status(id)];
+      return status === undefined || (isFinal(parseStatus(status)) && all[field.announced(id)] !== undefined);
     });
+    const limit = this.config.history.contextMessages;
+    const context: ContextMessage[] = [];
+    for (let i = earlier.length - 1; i >= 0 && context.length < limit; i--) {
+      const id = earlier[i];
+      if (all[field.status(id)] !== 'completed') continue;
+      const user = parseUserPart(all[field.user(id)]);
+      const reply = parseAssistantPart(all[field.assistant(id)]);
+      if (!user) continue;
+      if (reply) context.push({ role: 'assistant', content: reply.content });
+      context.push({ role: 'user', content: user.content });
+    }
+    return { ready, context: context.slice(0, limit).reverse() };
   }
 
   /** Takes back a message whose send failed half-way (best effort: the caller answers 503). */
@@ -298,22 +311,6 @@ export class ChatHistoryStore {
       }
     }
     return messages;
-  }
-
-  /**
-   * The earlier turns the model should see before `messageId`: completed exchanges only (a failed
-   * turn has no answer to learn from), at most CONTEXT_MAX_MESSAGES of them, newest kept.
-   */
-  async contextBefore(sessionId: string, messageId: string): Promise<ContextMessage[]> {
-    const history = await this.history(sessionId);
-    const context: ContextMessage[] = [];
-    for (const m of history) {
-      if (m.messageId === messageId) break;
-      if (m.status !== 'completed') continue;
-      context.push({ role: m.role, content: m.content });
-    }
-    const limit = this.config.history.contextMessages;
-    return limit === 0 ? [] : context.slice(-limit);
   }
 
   /**
