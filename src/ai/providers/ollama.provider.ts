@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { Ollama } from 'ollama';
 import { AiProvider, GenerationChunk, GenerationRequest, ProviderHealth } from './ai-provider';
 import { mapOllamaChunk } from './ollama-chunks';
+import { NodeHttpFetch } from './node-http-fetch';
 import { classifyOllamaError } from './ollama-errors';
 
 /** gpt-oss (or any chat model) served by Ollama, through the official `ollama` client. */
@@ -11,6 +12,7 @@ export class OllamaProvider implements AiProvider {
 
   /** The host as shown to people: without any user:password of the URL. */
   private readonly shownHost: string;
+  private readonly transport = new NodeHttpFetch();
 
   constructor(
     private readonly host: string,
@@ -23,14 +25,10 @@ export class OllamaProvider implements AiProvider {
   }
 
   async *stream(request: GenerationRequest, signal: AbortSignal): AsyncIterable<GenerationChunk> {
-    // One client per generation, whose requests carry the generation's signal: the client's own
-    // abort() only reaches a stream once its headers arrived, and Ollama sends none while the
-    // model loads or the request is queued; a timeout or cancel must end the request then too.
-    const client = new Ollama({
-      host: this.host,
-      fetch: (input: RequestInfo | URL, init?: RequestInit) =>
-        fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal }),
-    });
+    // One (cheap) client per generation, whose requests carry the generation's signal: the
+    // client's own abort() only reaches a stream once its headers arrived, and Ollama sends none
+    // while the model loads or the request is queued; a timeout or cancel must end it then too.
+    const client = new Ollama({ host: this.host, fetch: this.transport.fetchWith(signal) });
     const ctx = { host: this.shownHost, model: this.model, receivedAny: false };
     const onAbort = () => client.abort();
     signal.addEventListener('abort', onAbort, { once: true });
