@@ -3,7 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { FailureReason, GenerateCommand, Usage } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { ChatHistoryStore, isFinal } from '../history/chat-history.store';
-import { ContextMessage, MessageStatus } from '../history/stored-message';
+import { ContextMessage, FinalStatus, MessageStatus, StoredAssistantPart } from '../history/stored-message';
 import { DeltaBatcher } from './delta-batcher';
 import { isCancelled } from './abort-reasons';
 import { GenerationError } from './generation-error';
@@ -126,9 +126,8 @@ export class GenerationRunner {
       messages: buildMessages(this.config.ai.systemPrompt, context, command.content),
       ...(command.think ? { think: command.think } : {}),
     };
-    // A cancel whose signal this worker never heard (sent while it was down or reconnecting).
-    if (await this.history.isCancelRequested(ref.sessionId, ref.messageId)) return this.cancelled(ref, EMPTY);
     const marked = await this.history.markStreaming(ref.sessionId, ref.messageId);
+    if (marked === 'cancel-requested') return this.cancelled(ref, EMPTY);
     if (marked === 'already-ended') return this.announceStored(ref); // cancelled while queued
     if (marked === 'gone') return 'finished';
 
@@ -158,14 +157,17 @@ export class GenerationRunner {
         return 'finished';
       }
       if (outcome === null) return this.stopped(ref, signal, partial);
-      const stored = await this.history.finish(ref.sessionId, ref.messageId, 'completed', {
+      const part: StoredAssistantPart = {
         content: outcome.content,
         createdAt: new Date().toISOString(),
         ...(outcome.thinking ? { thinking: outcome.thinking } : {}),
         usage: outcome.usage,
-      });
-      // Announce whatever outcome stands (this one, or a cancel that won the race); idempotent.
-      if (stored !== 'gone') await this.announceStored(ref);
+      };
+      const stored = await this.history.finish(ref.sessionId, ref.messageId, 'completed', part);
+      // Announce whatever outcome stands: this one, or a cancel that won the race.
+      if (stored === 'applied') await this.announce(ref, 'completed', part);
+      else if (stored === 'applied-as-cancelled') await this.announce(ref, 'cancelled', part);
+      else if (stored === 'already-ended') await this.announceStored(ref);
       const ms = Date.now() - started;
       if (stored === 'applied') this.recordCompletion(outcome, ms);
       if (stored === 'applied-as-cancelled') {
@@ -199,17 +201,18 @@ export class GenerationRunner {
 
   /** Stores the cancel with the partial answer, marked cancelled, and announces chat.cancelled. */
   private async cancelled(ref: MessageRef, partial: PartialReply): Promise<RunResult> {
-    const stored = await this.history.finish(ref.sessionId, ref.messageId, 'cancelled', {
+    const part: StoredAssistantPart = {
       content: partial.content,
       createdAt: new Date().toISOString(),
       ...(partial.thinking ? { thinking: partial.thinking } : {}),
-    });
+    };
+    const stored = await this.history.finish(ref.sessionId, ref.messageId, 'cancelled', part);
     // Whoever stores an outcome announces it: a cancel of a queued message was stored (and is
     // announced) by the API; a cleared conversation was announced by the clear.
     if (stored !== 'applied') return 'finished';
     this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     this.logger.log(about(ref, `cancelled session=${ref.sessionId} message=${ref.messageId}`, { keptChars: partial.content.length }));
-    return this.announceStored(ref);
+    return this.announce(ref, 'cancelled', part);
   }
 
   /**
@@ -220,9 +223,13 @@ export class GenerationRunner {
   private async announceStored(ref: MessageRef): Promise<RunResult> {
     const outcome = await this.history.outcome(ref.sessionId, ref.messageId);
     if (!outcome || outcome.announced) return 'finished';
-    const part = outcome.part ?? { content: '', createdAt: new Date().toISOString() };
+    return this.announce(ref, outcome.status, outcome.part ?? { content: '', createdAt: new Date().toISOString() });
+  }
+
+  /** Publishes the final event of an outcome this worker has just stored (no need to read it back). */
+  private async announce(ref: MessageRef, status: FinalStatus, part: StoredAssistantPart): Promise<RunResult> {
     let eventId: string;
-    if (outcome.status === 'completed') {
+    if (status === 'completed') {
       eventId = await this.bus.publishEvent({
         type: 'chat.completed',
         payload: {
@@ -232,7 +239,7 @@ export class GenerationRunner {
           usage: part.usage ?? { promptTokens: 0, completionTokens: 0 },
         },
       });
-    } else if (outcome.status === 'failed') {
+    } else if (status === 'failed') {
       const error = part.error ?? { code: 'internal_error', message: 'The assistant could not answer this message.' };
       eventId = await this.bus.publishEvent({ type: 'chat.failed', payload: { ...ref, error } });
     } else {
@@ -339,12 +346,13 @@ export class GenerationRunner {
     command: GenerateCommand,
     delivery: Delivery,
   ): Promise<void> {
-    const stored = await this.history.finish(ref.sessionId, ref.messageId, 'failed', {
+    const part: StoredAssistantPart = {
       content: partial.content,
       createdAt: new Date().toISOString(),
       ...(partial.thinking ? { thinking: partial.thinking } : {}),
       error,
-    });
+    };
+    const stored = await this.history.finish(ref.sessionId, ref.messageId, 'failed', part);
     if (stored === 'gone') return; // cleared meanwhile: the clear announced it
     if (stored === 'already-ended') {
       await this.announceStored(ref); // a cancel won the race
@@ -360,7 +368,7 @@ export class GenerationRunner {
     });
     this.metrics.deadLetters.inc();
     this.metrics.finished.inc({ outcome: 'failed', code: error.code });
-    await this.announceStored(ref);
+    await this.announce(ref, 'failed', part);
     this.logger.warn(about(ref, `failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`, { code: error.code }));
   }
 }

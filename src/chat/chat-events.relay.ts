@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { decodeOutgoing, DeliveredEvent } from '../event-bus/envelopes';
+import { decodeOutgoing, DeliveredEvent, FINAL_EVENT_TYPES } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
@@ -50,7 +50,13 @@ export class ChatEventsRelay {
         continue;
       }
       events.push(decoded.value);
-      logEntries.push({ sessionId: decoded.value.payload.sessionId, eventId: entry.id, fields: entry.fields });
+      const { type } = decoded.value;
+      logEntries.push({
+        sessionId: decoded.value.payload.sessionId,
+        eventId: entry.id,
+        fields: entry.fields,
+        refreshesTtl: type === 'chat.user_message' || FINAL_EVENT_TYPES.has(type),
+      });
     }
     await this.logWithRetry(logEntries);
     for (const event of events) {

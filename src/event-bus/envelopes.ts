@@ -94,6 +94,9 @@ export const CHAT_EVENT_TYPES: readonly ChatEventType[] = [
   'chat.cancelled',
 ];
 
+/** The events that end a message: exactly one of them per accepted message. */
+export const FINAL_EVENT_TYPES: ReadonlySet<ChatEventType> = new Set<ChatEventType>(['chat.completed', 'chat.failed', 'chat.cancelled']);
+
 // ---------- encoding ----------
 
 export function encodeEnvelope(type: string, payload: object): string[] {

@@ -9,6 +9,11 @@ export interface SessionLogEntry {
   sessionId: string;
   eventId: string;
   fields: readonly string[];
+  /**
+   * Set on the first and last event of every message (chat.user_message, the final event): the
+   * log's expiry is refreshed then, not on every batch of deltas, and no message ends without it.
+   */
+  refreshesTtl: boolean;
 }
 
 export interface DeadLetter {
@@ -62,20 +67,22 @@ export class EventBus {
       list.push(entry);
       bySession.set(entry.sessionId, list);
     }
-    await Promise.all(
-      [...bySession].map(async ([sessionId, list]) => {
-        const key = sessionKeys(sessionId).events;
-        const pipeline = this.redis.commands.pipeline();
-        for (const entry of list) {
-          pipeline.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, entry.eventId, ...entry.fields);
-        }
-        pipeline.expire(key, this.config.history.ttlSeconds);
-        const replies = (await pipeline.exec()) ?? [];
-        for (const [err] of replies) {
-          if (err && !/equal or smaller/i.test(err.message)) throw err;
-        }
-      }),
-    );
+    // Single commands, not a pipeline per session: the connection auto-pipelines whatever is
+    // issued in this turn into one write (grouped per node on a Cluster).
+    const writes: Promise<unknown>[] = [];
+    const redis = this.redis.commands;
+    for (const [sessionId, list] of bySession) {
+      const key = sessionKeys(sessionId).events;
+      for (const entry of list) {
+        // Another API process copied it first: Redis refuses the duplicate id, which is fine.
+        const xadd = redis.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, entry.eventId, ...entry.fields);
+        writes.push(xadd.catch((err: Error) => (/equal or smaller/i.test(err.message) ? null : Promise.reject(err))));
+      }
+      if (list.some((entry) => entry.refreshesTtl)) writes.push(redis.expire(key, this.config.history.ttlSeconds));
+    }
+    const results = await Promise.allSettled(writes);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /** Tells whichever worker runs this message to stop now. */

@@ -26,6 +26,19 @@ describe('ChatHistoryStore (real Redis)', () => {
   const user = (content: string) => ({ content, createdAt: new Date().toISOString() });
   const answer = { content: 'ok', createdAt: new Date().toISOString() };
 
+  describe('markStreaming', () => {
+    it('starts a queued message, and refuses one with a recorded cancel or that already ended', async () => {
+      await store.appendUserMessage('s-start', 'm1', user('a'));
+      expect(await store.markStreaming('s-start', 'm1')).toBe('applied');
+      // a cancel of a running message is recorded; a redelivery must not start it again
+      expect(await store.requestCancel('s-start', 'm1')).toBe('signal');
+      expect(await store.markStreaming('s-start', 'm1')).toBe('cancel-requested');
+      await store.finish('s-start', 'm1', 'cancelled', answer);
+      expect(await store.markStreaming('s-start', 'm1')).toBe('already-ended');
+      expect(await store.markStreaming('s-start', 'unknown')).toBe('gone');
+    });
+  });
+
   describe('turn', () => {
     it('is true for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));

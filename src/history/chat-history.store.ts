@@ -40,6 +40,8 @@ export type CancelRequest = 'cancelled' | 'signal' | 'ended' | 'gone';
  * `already-ended` (a final status was there first); `gone` (cleared or trimmed).
  */
 export type Transition = 'applied' | 'applied-as-cancelled' | 'already-ended' | 'gone';
+/** markStreaming's answers: also `cancel-requested` (a cancel whose signal the worker never heard). */
+export type StartTransition = Transition | 'cancel-requested';
 
 export interface StoredOutcome {
   status: FinalStatus;
@@ -97,17 +99,22 @@ return 'signal'
  * Sets a message's status and reply part unless the message is gone (a cleared conversation must
  * not be resurrected by a late reply) or has already ended (its first outcome stands). An answer
  * completing after a cancel was requested (its signal missed) is stored as cancelled.
- * KEYS: messages hash, order list. ARGV: user field, status field, assistant field, status, part, ttl, cancel field.
+ * With ARGV[8] = 'start' (a worker beginning the answer) a recorded cancel refuses it instead (3).
+ * KEYS: messages hash, order list. ARGV: user field, status field, assistant field, status, part, ttl, cancel field, mode.
  */
 const TRANSITION = new LuaScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
 local current = redis.call('HGET', KEYS[1], ARGV[2])
 if current == 'completed' or current == 'failed' or current == 'cancelled' then return 0 end
 local status = ARGV[4]
+if ARGV[8] == 'start' and redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then return 3 end
 if status == 'completed' and redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then status = 'cancelled' end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], status)
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
+-- progress snapshots come within a message's life (minutes): only its end refreshes the expiry
+if status ~= 'streaming' then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
 if status ~= ARGV[4] then return 2 end
 return 1
 `);
@@ -152,11 +159,12 @@ export class ChatHistoryStore {
 
   /**
    * Marks a message as being answered, with an empty reply (so history shows it in progress).
-   * Refused when the message already ended (e.g. cancelled while queued) or is gone.
+   * Refused when the message already ended (e.g. cancelled while queued), is gone, or has a cancel
+   * recorded whose signal the worker may have missed (sent while it was down or reconnecting).
    */
-  async markStreaming(sessionId: string, messageId: string): Promise<Transition> {
+  async markStreaming(sessionId: string, messageId: string): Promise<StartTransition> {
     const part: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
-    return this.transition(sessionId, messageId, 'streaming', part);
+    return this.transition(sessionId, messageId, 'streaming', part, 'start');
   }
 
   /** Saves the partial answer of a message being streamed (ignored once it has ended). */
@@ -182,10 +190,6 @@ export class ChatHistoryStore {
       [field.user(messageId), field.status(messageId), field.assistant(messageId), field.cancel(messageId), JSON.stringify(part), this.config.history.ttlSeconds],
     );
     return result === 'cancelled' || result === 'signal' || result === 'ended' ? result : 'gone';
-  }
-
-  async isCancelRequested(sessionId: string, messageId: string): Promise<boolean> {
-    return (await this.redis.commands.hexists(sessionKeys(sessionId).messages, field.cancel(messageId))) === 1;
   }
 
   /** Records that the final event of a message was published (with its event id). */
@@ -265,7 +269,9 @@ export class ChatHistoryStore {
     return raw === null ? null : parseStatus(raw);
   }
 
-  private async transition(sessionId: string, messageId: string, status: MessageStatus, part: StoredAssistantPart): Promise<Transition> {
+  private transition(sessionId: string, messageId: string, status: 'streaming', part: StoredAssistantPart, mode: 'start'): Promise<StartTransition>;
+  private transition(sessionId: string, messageId: string, status: MessageStatus, part: StoredAssistantPart): Promise<Transition>;
+  private async transition(sessionId: string, messageId: string, status: MessageStatus, part: StoredAssistantPart, mode: 'start' | '' = ''): Promise<StartTransition> {
     const keys = sessionKeys(sessionId);
     const result = await TRANSITION.run(
       this.redis.commands,
@@ -278,8 +284,10 @@ export class ChatHistoryStore {
         JSON.stringify(part),
         this.config.history.ttlSeconds,
         field.cancel(messageId),
+        mode,
       ],
     );
+    if (result === 3) return 'cancel-requested';
     return result === 1 ? 'applied' : result === 2 ? 'applied-as-cancelled' : result === 0 ? 'already-ended' : 'gone';
   }
 
