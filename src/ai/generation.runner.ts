@@ -2,8 +2,8 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { FailureReason, GenerateCommand, Usage } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
-import { ChatHistoryStore, isFinal } from '../history/chat-history.store';
-import { ContextMessage, FinalStatus, MessageStatus, StoredAssistantPart } from '../history/stored-message';
+import { ChatHistoryStore, isFinal, TurnState } from '../history/chat-history.store';
+import { ContextMessage, FinalStatus, StoredAssistantPart } from '../history/stored-message';
 import { DeltaBatcher } from './delta-batcher';
 import { isCancelled } from './abort-reasons';
 import { GenerationError } from './generation-error';
@@ -61,15 +61,15 @@ export class GenerationRunner {
 
   async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal, slots: GenerationSlots): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
-    const status = await this.waitForHistoryEntry(ref, signal);
+    const entry = await this.waitForHistoryEntry(ref, signal);
     if (signal.aborted) return this.stopped(ref, signal, EMPTY);
-    if (status === null) {
+    if (entry.status === null) {
       this.logger.log(about(ref, 'not in the history (cleared, or its send failed): skipping'));
       return 'finished';
     }
     // A redelivery of a message that already ended (its ack or final event was lost).
-    if (isFinal(status)) return this.announceStored(ref);
-    const context = await this.waitForTurn(ref, signal);
+    if (isFinal(entry.status)) return this.announceStored(ref);
+    const context = entry.ready ? entry.context : await this.waitForTurn(ref, signal);
     if (!context) return this.stopped(ref, signal, EMPTY);
     const release = await slots.acquire(signal);
     if (!release) return this.stopped(ref, signal, EMPTY);
@@ -85,12 +85,14 @@ export class GenerationRunner {
    * and marks the entry so. A fast worker waits for that mark (so chat.user_message always comes
    * before chat.started), or for the entry alone once the wait is over (the API died in between).
    */
-  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<MessageStatus | null> {
+  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
     for (let poll = 0; ; poll++) {
-      const { status, userAnnounced } = await this.history.entryState(ref.sessionId, ref.messageId);
-      if ((status !== null && (userAnnounced || isFinal(status))) || signal.aborted) return status;
-      if (Date.now() > deadline) return status;
+      // One read tells both whether the entry is ready and, usually, whether it is its turn.
+      const state = await this.history.turn(ref.sessionId, ref.messageId);
+      const { status, userAnnounced } = state;
+      if ((status !== null && (userAnnounced || isFinal(status))) || signal.aborted) return state;
+      if (Date.now() > deadline) return state;
       // The API is normally a round trip or two behind: look again soon, then back off.
       await sleep(HISTORY_ENTRY_BACKOFF_MS[Math.min(poll, HISTORY_ENTRY_BACKOFF_MS.length - 1)], signal);
     }

@@ -10,6 +10,12 @@ export interface ClaimedEntry extends StreamEntry {
   deliveries: number;
 }
 
+/** KEYS: the stream. ARGV: group, entry id. One command on the wire instead of MULTI, XACK, XDEL, EXEC. */
+const ACK_AND_DELETE = new LuaScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+`);
+
 /** KEYS: the stream. ARGV: group, consumer, entry ids. Returns the ids now pending with another consumer. */
 const KEEP_ALIVE = new LuaScript(`
 local lost = {}
@@ -60,7 +66,7 @@ export class WorkerGroup {
    * length bound can never cut off a command that was not delivered.
    */
   async ack(entryId: string): Promise<void> {
-    await this.redis.commands.multi().xack(STREAMS.incoming, WORKER_GROUP, entryId).xdel(STREAMS.incoming, entryId).exec();
+    await ACK_AND_DELETE.run(this.redis.commands, [STREAMS.incoming], [WORKER_GROUP, entryId]);
   }
 
   /**

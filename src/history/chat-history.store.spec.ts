@@ -40,10 +40,12 @@ describe('ChatHistoryStore (real Redis)', () => {
   });
 
   describe('turn', () => {
-    it('is true for the first message and null for one not in the history', async () => {
+    it('is ready for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));
-      expect((await store.turn('s-first', 'm1')).ready).toBe(true);
-      expect((await store.turn('s-first', 'unknown')).ready).toBeNull();
+      expect(await store.turn('s-first', 'm1')).toEqual({ status: 'queued', userAnnounced: false, ready: true, context: [] });
+      await store.markUserAnnounced('s-first', 'm1');
+      expect((await store.turn('s-first', 'm1')).userAnnounced).toBe(true);
+      expect(await store.turn('s-first', 'unknown')).toEqual({ status: null, userAnnounced: false, ready: null, context: [] });
     });
 
     it('waits while an earlier message is queued or streaming', async () => {

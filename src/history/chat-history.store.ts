@@ -43,6 +43,17 @@ export type Transition = 'applied' | 'applied-as-cancelled' | 'already-ended' | 
 /** markStreaming's answers: also `cancel-requested` (a cancel whose signal the worker never heard). */
 export type StartTransition = Transition | 'cancel-requested';
 
+/** What a worker needs to know before answering a message (see `turn`). */
+export interface TurnState {
+  /** Null when the message is not in the history (cleared, or its send not written yet). */
+  status: MessageStatus | null;
+  /** Whether the API has published its chat.user_message. */
+  userAnnounced: boolean;
+  /** Whether every earlier message of the session has ended and been announced; null when not in the history. */
+  ready: boolean | null;
+  context: ContextMessage[];
+}
+
 export interface StoredOutcome {
   status: FinalStatus;
   part: StoredAssistantPart | null;
@@ -219,11 +230,14 @@ export class ChatHistoryStore {
    * yet). The context holds completed exchanges only (a failed turn has no answer to learn from),
    * at most CONTEXT_MAX_MESSAGES of them, newest kept; only those are parsed.
    */
-  async turn(sessionId: string, messageId: string): Promise<{ ready: boolean | null; context: ContextMessage[] }> {
+  async turn(sessionId: string, messageId: string): Promise<TurnState> {
     const keys = sessionKeys(sessionId);
     const [order, all] = await Promise.all([this.redis.commands.lrange(keys.order, 0, -1), this.redis.commands.hgetall(keys.messages)]);
+    const rawStatus = all[field.status(messageId)];
+    const status = rawStatus === undefined ? null : parseStatus(rawStatus);
+    const userAnnounced = all[field.userAnnounced(messageId)] !== undefined;
     const index = order.indexOf(messageId);
-    if (index < 0) return { ready: null, context: [] };
+    if (index < 0) return { status, userAnnounced, ready: null, context: [] };
     const earlier = order.slice(0, index);
     const ready = earlier.every((id) => {
       const status = all[field.status(id)];
@@ -240,7 +254,7 @@ export class ChatHistoryStore {
       if (reply) context.push({ role: 'assistant', content: reply.content });
       context.push({ role: 'user', content: user.content });
     }
-    return { ready, context: context.slice(0, limit).reverse() };
+    return { status, userAnnounced, ready, context: context.slice(0, limit).reverse() };
   }
 
   /** Takes back a message whose send failed half-way (best effort: the caller answers 503). */
@@ -253,15 +267,6 @@ export class ChatHistoryStore {
   /** Records that chat.user_message of this message went out. */
   async markUserAnnounced(sessionId: string, messageId: string): Promise<void> {
     await this.redis.commands.hset(sessionKeys(sessionId).messages, field.userAnnounced(messageId), '1');
-  }
-
-  async entryState(sessionId: string, messageId: string): Promise<{ status: MessageStatus | null; userAnnounced: boolean }> {
-    const [status, announced] = await this.redis.commands.hmget(
-      sessionKeys(sessionId).messages,
-      field.status(messageId),
-      field.userAnnounced(messageId),
-    );
-    return { status: status === null ? null : parseStatus(status), userAnnounced: announced !== null };
   }
 
   async getStatus(sessionId: string, messageId: string) {
