@@ -88,11 +88,16 @@ export class GenerationRunner {
   private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
     for (let poll = 0; ; poll++) {
-      // One read tells both whether the entry is ready and, usually, whether it is its turn.
-      const state = await this.history.turn(ref.sessionId, ref.messageId);
-      const { status, userAnnounced } = state;
-      if ((status !== null && (userAnnounced || isFinal(status))) || signal.aborted) return state;
-      if (Date.now() > deadline) return state;
+      // The first read also tells whether it is this message's turn (and its context); it usually
+      // finds the entry ready. While it is not, the polls read just its two fields.
+      const enough = (entry: Pick<TurnState, 'status' | 'userAnnounced'>) =>
+        (entry.status !== null && (entry.userAnnounced || isFinal(entry.status))) || signal.aborted || Date.now() > deadline;
+      if (poll === 0) {
+        const state = await this.history.turn(ref.sessionId, ref.messageId);
+        if (enough(state)) return state;
+      } else if (enough(await this.history.entryState(ref.sessionId, ref.messageId))) {
+        return this.history.turn(ref.sessionId, ref.messageId);
+      }
       // The API is normally a round trip or two behind: look again soon, then back off.
       await sleep(HISTORY_ENTRY_BACKOFF_MS[Math.min(poll, HISTORY_ENTRY_BACKOFF_MS.length - 1)], signal);
     }
@@ -140,7 +145,7 @@ export class GenerationRunner {
       // the command stays unacknowledged and its redelivery repairs what is missing.
       const startedId = await this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
       const progress = new ProgressSnapshots(this.history, ref, startedId);
-      await progress.begin();
+      progress.begin();
       const partial = { content: '', thinking: '' };
       let outcome: AttemptOutcome | null;
       try {
@@ -330,6 +335,7 @@ export class GenerationRunner {
       }
       if (!usage) throw new GenerationError('stream_interrupted', 'The model stream ended without finishing.', true);
       await batcher.close();
+      await progress.settled();
       return { content: partial.content, thinking: partial.thinking, usage, streamingMs: Date.now() - (firstTokenAt ?? attemptStart) };
     } catch (err) {
       await batcher.discard();

@@ -22,9 +22,23 @@ export class ProgressSnapshots {
     this.lastEventId = startedEventId;
   }
 
-  /** Saves the empty answer of a new attempt, resuming right after its chat.started. */
-  async begin(): Promise<void> {
-    await this.save();
+  private first: Promise<void> = Promise.resolve();
+  private firstFailure: { error: unknown } | null = null;
+
+  /**
+   * Starts saving the empty answer of a new attempt, resuming right after its chat.started, while
+   * the model request goes out (one round trip less before it). Later saves wait for it.
+   */
+  begin(): void {
+    this.first = this.save().catch((error: unknown) => {
+      this.firstFailure = { error };
+    });
+  }
+
+  /** Waits for the first save; a failure of it fails the attempt like a failed publish. */
+  async settled(): Promise<void> {
+    await this.first;
+    if (this.firstFailure) throw this.firstFailure.error;
   }
 
   /** Records a published delta; saves when the last save is old enough. */
@@ -32,6 +46,7 @@ export class ProgressSnapshots {
     if (kind === 'thinking') this.thinking += text;
     else this.content += text;
     this.lastEventId = eventId;
+    await this.settled();
     if (Date.now() - this.savedAt >= EVERY_MS) await this.save();
   }
 
