@@ -84,14 +84,21 @@ export async function runThroughput(ctx: PhaseContext): Promise<ThroughputResult
     // ---- open-loop steps ----
     const steps: ThroughputStep[] = [];
     const rates = [...new Set(cfg.fractions.map((f) => Math.max(10, Math.round((capacity * f) / 10) * 10)))];
-    for (const rate of rates) {
+    // When even the lowest fraction fails, step further down, so the table always names a rate
+    // that held (or shows that none did down to 20 % of the probe).
+    const below = [0.4, 0.3, 0.2].map((f) => Math.max(10, Math.round((capacity * f) / 10) * 10)).filter((r) => r < Math.min(...rates));
+    for (let i = 0; i < rates.length; i++) {
+      const rate = rates[i];
       await sleep(500);
       const step = await leastDisturbed(config.tries, () => runStep(ctx, pool, rate), (x) => x.cpu.othersPct, log, `throughput @${rate}/s`);
       steps.push(step);
       log(
         `throughput @${rate}/s: ${step.completedPerSec} completed/s, e2e p99 ${step.endToEnd.p99} ms, lost ${step.lost}, skipped ${step.skippedNoFreeSession} → ${step.sustained ? 'sustained' : `NOT sustained (${step.why})`}; ${step.bottleneck}`,
       );
-      if (!step.sustained) break;
+      if (!step.sustained) {
+        if (steps.some((x) => x.sustained) || below.length === 0) break;
+        rates.splice(i + 1, rates.length, below.shift()!);
+      }
     }
     const passed = steps.filter((s) => s.sustained);
     const best = passed.length ? passed[passed.length - 1] : null;
@@ -159,7 +166,10 @@ async function runStep(ctx: PhaseContext, pool: SessionPool, rate: number): Prom
   const third = (windowEnd - windowStart) / 3;
   const early = summarize(timed.filter(([sent]) => sent < windowStart + third).map(([, ms]) => ms)).p50;
   const late = summarize(timed.filter(([sent]) => sent >= windowEnd - third).map(([, ms]) => ms)).p50;
-  if (late > 1.5 * early + 20) why.push(`latency grew over the step (p50 ${Math.round(early)} → ${Math.round(late)} ms)`);
+  // +50 ms: a rate x % above capacity grows the latency by about x % of the ~4 s between the two
+  // thirds, so this lets at most ~1 % of excess pass, while a GC pause or a hiccup of the shared
+  // cores (one moved a p50 of 24 ms to 62 ms at 50 % of the probe's rate) does not fail it.
+  if (late > 1.5 * early + 50) why.push(`latency grew over the step (p50 ${Math.round(early)} → ${Math.round(late)} ms)`);
   const n = Math.max(1, c.completed);
   return {
     offeredPerSec: rate,
