@@ -3,6 +3,7 @@ import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
 import { AppConfig } from '../config/app-config';
 import { validateEnvironment } from '../config/environment';
 import { RedisConnections } from '../event-bus/redis-connections';
+import { sessionKeys } from '../event-bus/stream-names';
 import { ChatHistoryStore } from './chat-history.store';
 
 describe('ChatHistoryStore (real Redis)', () => {
@@ -70,6 +71,25 @@ describe('ChatHistoryStore (real Redis)', () => {
       expect((await store.turn('s-ann', 'm3')).ready).toBe(false);
       await store.markAnnounced('s-ann', 'm2', '2-0');
       expect((await store.turn('s-ann', 'm3')).ready).toBe(true);
+    });
+
+    it('reads long conversations in chunks (more than 1,000 fields) and still finds an open one', async () => {
+      const big = new ChatHistoryStore(connections, new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), HISTORY_MAX_MESSAGES: '2000', CONTEXT_MAX_MESSAGES: '4' })));
+      const sid = 's-long';
+      const ids = Array.from({ length: 700 }, (_, i) => `m${i}`);
+      await Promise.all(ids.map((id, i) => big.appendUserMessage(sid, id, user(`q${i}`)))); // one connection: in order
+      await Promise.all(ids.slice(0, 699).flatMap((id, i) => [big.finish(sid, id, 'completed', { ...answer, content: `a${i}` }), big.markAnnounced(sid, id, `${i + 1}-0`)]));
+      const last = await big.turn(sid, 'm699');
+      expect(last.ready).toBe(true);
+      expect(last.context).toEqual([
+        { role: 'user', content: 'q697' },
+        { role: 'assistant', content: 'a697' },
+        { role: 'user', content: 'q698' },
+        { role: 'assistant', content: 'a698' },
+      ]);
+      // one message early in the conversation still open: everything after it waits
+      await redis.hset(sessionKeys(sid).messages, 'm3:status', 'streaming');
+      expect((await big.turn(sid, 'm699')).ready).toBe(false);
     });
 
     it('does not wait for an earlier message taken back (its send failed)', async () => {

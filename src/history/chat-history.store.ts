@@ -107,6 +107,60 @@ return 'signal'
 `);
 
 /**
+ * Everything a worker needs before answering a message, in one step and without shipping the whole
+ * conversation: the message's status and announce mark, whether every earlier message has ended and
+ * been announced (1/0; -1 when the message is not in the order list), then the user and assistant
+ * parts of the newest completed turns before it, newest first, until `limit` messages are covered.
+ * KEYS: order list, messages hash. ARGV: messageId, limit.
+ */
+const TURN = new LuaScript(`${FINAL_LUA}
+-- HMGET in chunks: unpack() has a limit, and HISTORY_MAX_MESSAGES allows 10,000
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, 1000 do
+    for _, value in ipairs(redis.call('HMGET', key, unpack(fields, i, math.min(i + 999, #fields)))) do
+      out[#out + 1] = value
+    end
+  end
+  return out
+end
+local order = redis.call('LRANGE', KEYS[1], 0, -1)
+local index = nil
+for i, id in ipairs(order) do
+  if id == ARGV[1] then index = i break end
+end
+local own = redis.call('HMGET', KEYS[2], ARGV[1] .. ':status', ARGV[1] .. ':user-announced')
+local reply = { own[1], own[2] and 1 or 0, -1 }
+if not index then return reply end
+local fields = {}
+for i = 1, index - 1 do
+  fields[#fields + 1] = order[i] .. ':status'
+  fields[#fields + 1] = order[i] .. ':announced'
+end
+local values = hmget(KEYS[2], fields)
+reply[3] = 1
+for i = 1, index - 1 do
+  local status = values[2 * i - 1]
+  if status and (not final(status) or not values[2 * i]) then
+    reply[3] = 0
+    break
+  end
+end
+local wanted = {}
+for i = index - 1, 1, -1 do
+  if #wanted >= tonumber(ARGV[2]) then break end
+  if values[2 * i - 1] == 'completed' then
+    wanted[#wanted + 1] = order[i] .. ':user'
+    wanted[#wanted + 1] = order[i] .. ':assistant'
+  end
+end
+for _, part in ipairs(hmget(KEYS[2], wanted)) do
+  reply[#reply + 1] = part or ''
+end
+return reply
+`);
+
+/**
  * Sets a message's status and reply part unless the message is gone (a cleared conversation must
  * not be resurrected by a late reply) or has already ended (its first outcome stands). An answer
  * completing after a cancel was requested (its signal missed) is stored as cancelled.
@@ -232,29 +286,22 @@ export class ChatHistoryStore {
    */
   async turn(sessionId: string, messageId: string): Promise<TurnState> {
     const keys = sessionKeys(sessionId);
-    const [order, all] = await Promise.all([this.redis.commands.lrange(keys.order, 0, -1), this.redis.commands.hgetall(keys.messages)]);
-    const rawStatus = all[field.status(messageId)];
-    const status = rawStatus === undefined ? null : parseStatus(rawStatus);
-    const userAnnounced = all[field.userAnnounced(messageId)] !== undefined;
-    const index = order.indexOf(messageId);
-    if (index < 0) return { status, userAnnounced, ready: null, context: [] };
-    const earlier = order.slice(0, index);
-    const ready = earlier.every((id) => {
-      const status = all[field.status(id)];
-      return status === undefined || (isFinal(parseStatus(status)) && all[field.announced(id)] !== undefined);
-    });
     const limit = this.config.history.contextMessages;
+    const reply: unknown = await TURN.run(this.redis.commands, [keys.order, keys.messages], [messageId, limit]);
+    if (!Array.isArray(reply)) throw new Error('unexpected reply to the turn script');
+    const [rawStatus, announced, ready, ...parts] = reply as unknown[];
+    const status = typeof rawStatus === 'string' ? parseStatus(rawStatus) : null;
+    const userAnnounced = announced === 1;
+    if (ready === -1) return { status, userAnnounced, ready: null, context: [] };
     const context: ContextMessage[] = [];
-    for (let i = earlier.length - 1; i >= 0 && context.length < limit; i--) {
-      const id = earlier[i];
-      if (all[field.status(id)] !== 'completed') continue;
-      const user = parseUserPart(all[field.user(id)]);
-      const reply = parseAssistantPart(all[field.assistant(id)]);
+    for (let i = 0; i + 1 < parts.length; i += 2) {
+      const user = parseUserPart(typeof parts[i] === 'string' ? (parts[i] as string) : null);
+      const reply = parseAssistantPart(typeof parts[i + 1] === 'string' ? (parts[i + 1] as string) : null);
       if (!user) continue;
       if (reply) context.push({ role: 'assistant', content: reply.content });
       context.push({ role: 'user', content: user.content });
     }
-    return { status, userAnnounced, ready, context: context.slice(0, limit).reverse() };
+    return { status, userAnnounced, ready: ready === 1, context: context.slice(0, limit).reverse() };
   }
 
   /** Takes back a message whose send failed half-way (best effort: the caller answers 503). */
