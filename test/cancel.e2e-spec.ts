@@ -1,5 +1,7 @@
 /** Cancel over HTTP and Socket.IO, and clearing a conversation with work in flight. */
 import type { Redis } from 'ioredis';
+import { decodeOutgoing, encodeCommand, encodeEvent } from '../src/event-bus/envelopes';
+import { sessionKeys } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
@@ -83,6 +85,43 @@ describe('cancel', () => {
       expect.objectContaining({ role: 'user', status: 'cancelled' }),
       expect.objectContaining({ role: 'assistant', status: 'cancelled', content: '' }),
     ]);
+  });
+
+  describe('a queued message cancelled just as a worker picks it up', () => {
+    // The API has stored the cancel but not yet announced it when the worker reads the command.
+    const storeQueuedCancel = async (sessionId: string, messageId: string) => {
+      const keys = sessionKeys(sessionId);
+      const now = new Date().toISOString();
+      await redis
+        .multi()
+        .rpush(keys.order, messageId)
+        .hset(keys.messages, `${messageId}:user`, JSON.stringify({ content: 'hi', createdAt: now }), `${messageId}:status`, 'cancelled')
+        .hset(keys.messages, `${messageId}:assistant`, JSON.stringify({ content: '', createdAt: now }), `${messageId}:user-announced`, '1', `${messageId}:cancel`, '1')
+        .exec();
+      await redis.xadd('chat:incoming', '*', ...encodeCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: 'hi', createdAt: now } }));
+    };
+    const cancelledEvents = async (messageId: string) =>
+      ((await redis.xrange('chat:outgoing', '-', '+')) as [string, string[]][])
+        .map(([id, fields]) => decodeOutgoing(id, fields))
+        .filter((d) => d.ok && d.value.type === 'chat.cancelled' && d.value.payload.messageId === messageId).length;
+
+    it('is announced once when the API announces it a moment later', async () => {
+      const [sessionId, messageId] = ['race-a', 'm-race-a'];
+      await storeQueuedCancel(sessionId, messageId);
+      await new Promise((r) => setTimeout(r, 300)); // the worker has read it by now
+      const eventId = await redis.xadd('chat:outgoing', '*', ...encodeEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } }));
+      await redis.hset(sessionKeys(sessionId).messages, `${messageId}:announced`, String(eventId));
+      await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
+      expect(await cancelledEvents(messageId)).toBe(1);
+    });
+
+    it('is announced by the worker when the API never does (it died in between)', async () => {
+      const [sessionId, messageId] = ['race-b', 'm-race-b'];
+      await storeQueuedCancel(sessionId, messageId);
+      await eventually(() => cancelledEvents(messageId), (n) => n > 0, 10_000);
+      await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
+      expect(await cancelledEvents(messageId)).toBe(1);
+    });
   });
 
   it('leaves a finished message as it is', async () => {

@@ -26,6 +26,8 @@ type MessageRef = { sessionId: string; messageId: string };
 type PartialReply = { content: string; thinking: string };
 const EMPTY: PartialReply = Object.freeze({ content: '', thinking: '' });
 
+const ANNOUNCE_GRACE_MS = 3000;
+const ANNOUNCE_POLL_MS = 50;
 const HISTORY_ENTRY_WAIT_MS = 10_000;
 const HISTORY_ENTRY_BACKOFF_MS = [1, 2, 4, 8, 16, 20];
 const TURN_POLL_MS = 50;
@@ -215,7 +217,9 @@ export class GenerationRunner {
     };
     const stored = await this.history.finish(ref.sessionId, ref.messageId, 'cancelled', part);
     // Whoever stores an outcome announces it: a cancel of a queued message was stored (and is
-    // announced) by the API; a cleared conversation was announced by the clear.
+    // announced) by the API; a cleared conversation was announced by the clear. An outcome another
+    // worker stored is announced here if that worker did not get to it.
+    if (stored === 'already-ended') return this.announceStored(ref);
     if (stored !== 'applied') return 'finished';
     this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     this.logger.log(about(ref, `cancelled session=${ref.sessionId} message=${ref.messageId}`, { keptChars: partial.content.length }));
@@ -228,7 +232,15 @@ export class GenerationRunner {
    * between is repaired by the redelivery: the event is published then.
    */
   private async announceStored(ref: MessageRef): Promise<RunResult> {
-    const outcome = await this.history.outcome(ref.sessionId, ref.messageId);
+    let outcome = await this.history.outcome(ref.sessionId, ref.messageId);
+    // An outcome stored moments ago is most likely being announced by whoever stored it (the API
+    // cancelling a queued message as this worker picked it up, a worker finishing): leave it that
+    // moment, so the final event goes out once. Past it, the storer is presumed gone.
+    const deadline = Date.now() + ANNOUNCE_GRACE_MS;
+    while (outcome && !outcome.announced && Date.now() < deadline && storedWithin(outcome.part, ANNOUNCE_GRACE_MS)) {
+      await delay(ANNOUNCE_POLL_MS);
+      outcome = await this.history.outcome(ref.sessionId, ref.messageId);
+    }
     if (!outcome || outcome.announced) return 'finished';
     return this.announce(ref, outcome.status, outcome.part ?? { content: '', createdAt: new Date().toISOString() });
   }
@@ -379,6 +391,15 @@ export class GenerationRunner {
     await this.announce(ref, 'failed', part);
     this.logger.warn(about(ref, `failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`, { code: error.code }));
   }
+}
+
+function storedWithin(part: StoredAssistantPart | null, ms: number): boolean {
+  const at = part ? Date.parse(part.createdAt) : NaN;
+  return Number.isFinite(at) && Date.now() - at < ms;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function seconds(ms: number): string {

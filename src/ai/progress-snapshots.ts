@@ -1,4 +1,8 @@
+import { Logger } from '@nestjs/common';
 import { ChatHistoryStore } from '../history/chat-history.store';
+import { about } from '../observability/log-fields';
+
+const logger = new Logger('ProgressSnapshots');
 
 const EVERY_MS = 1000;
 
@@ -23,22 +27,23 @@ export class ProgressSnapshots {
   }
 
   private first: Promise<void> = Promise.resolve();
-  private firstFailure: { error: unknown } | null = null;
 
   /**
    * Starts saving the empty answer of a new attempt, resuming right after its chat.started, while
-   * the model request goes out (one round trip less before it). Later saves wait for it.
+   * the model request goes out (one round trip less before it). Later saves wait for it. A failed
+   * snapshot only costs a reload its partial answer until the next one, so it does not fail the
+   * answer (a Redis outage fails the delta publishes anyway).
    */
   begin(): void {
-    this.first = this.save().catch((error: unknown) => {
-      this.firstFailure = { error };
+    this.first = this.save().catch((err: unknown) => {
+      this.savedAt = 0; // try again with the next delta
+      logger.warn(about(this.ref, `progress snapshot not saved: ${(err as Error).message}`));
     });
   }
 
-  /** Waits for the first save; a failure of it fails the attempt like a failed publish. */
-  async settled(): Promise<void> {
-    await this.first;
-    if (this.firstFailure) throw this.firstFailure.error;
+  /** Waits for the first save to be done (or to have failed). */
+  settled(): Promise<void> {
+    return this.first;
   }
 
   /** Records a published delta; saves when the last save is old enough. */

@@ -11,7 +11,8 @@ export interface SessionLogEntry {
   fields: readonly string[];
   /**
    * Set on the first and last event of every message (chat.user_message, the final event): the
-   * log's expiry is refreshed then, not on every batch of deltas, and no message ends without it.
+   * log's expiry is refreshed then, and otherwise at most once a minute per session, not on every
+   * batch of deltas.
    */
   refreshesTtl: boolean;
 }
@@ -34,6 +35,9 @@ export interface DeadLetter {
 @Injectable()
 export class EventBus {
   private readonly logger = new Logger(EventBus.name);
+  /** When this process last refreshed each session log's expiry (only recent ones are kept). */
+  private readonly logTtlRefreshedAt = new Map<string, number>();
+  private logTtlSweptAt = 0;
 
   constructor(
     private readonly redis: RedisConnections,
@@ -57,8 +61,7 @@ export class EventBus {
    * Copies relayed events into their sessions' logs (`chat:{sid}:events`) under their own ids. Every
    * relay does it, in chat:outgoing order, so the logs are complete and ordered; an entry another
    * relay wrote first is refused by Redis (id not above the top) and that refusal is the expected
-   * outcome. One pipeline per session keeps each within its cluster slot. The entries' fields are
-   * copied as read (already checked), not encoded again.
+   * outcome. The entries' fields are copied as read (already checked), not encoded again.
    */
   async appendToSessionLogs(entries: SessionLogEntry[]): Promise<void> {
     const bySession = new Map<string, SessionLogEntry[]>();
@@ -78,11 +81,30 @@ export class EventBus {
         const xadd = redis.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, entry.eventId, ...entry.fields);
         writes.push(xadd.catch((err: Error) => (/equal or smaller/i.test(err.message) ? null : Promise.reject(err))));
       }
-      if (list.some((entry) => entry.refreshesTtl)) writes.push(redis.expire(key, this.config.history.ttlSeconds));
+      if (this.logTtlDue(sessionId, list)) writes.push(redis.expire(key, this.config.history.ttlSeconds));
     }
     const results = await Promise.allSettled(writes);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * A long answer (or a short HISTORY_TTL_SECONDS) must not let the log expire mid-message, so
+   * besides the first and last event of each message the expiry is refreshed every
+   * min(60 s, TTL / 4) a session is active.
+   */
+  private logTtlDue(sessionId: string, entries: SessionLogEntry[]): boolean {
+    const now = Date.now();
+    const every = Math.min(60_000, (this.config.history.ttlSeconds * 1000) / 4);
+    const last = this.logTtlRefreshedAt.get(sessionId);
+    if (!entries.some((e) => e.refreshesTtl) && last !== undefined && now - last < every) return false;
+    // Bounded by the sessions active within one interval: older marks are swept once per interval.
+    if (this.logTtlRefreshedAt.size >= 10_000 && now - this.logTtlSweptAt >= every) {
+      this.logTtlSweptAt = now;
+      for (const [id, at] of this.logTtlRefreshedAt) if (now - at >= every) this.logTtlRefreshedAt.delete(id);
+    }
+    this.logTtlRefreshedAt.set(sessionId, now);
+    return true;
   }
 
   /** Tells whichever worker runs this message to stop now. */

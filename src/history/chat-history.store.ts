@@ -109,8 +109,9 @@ return 'signal'
 /**
  * Everything a worker needs before answering a message, in one step and without shipping the whole
  * conversation: the message's status and announce mark, whether every earlier message has ended and
- * been announced (1/0; -1 when the message is not in the order list), then the user and assistant
- * parts of the newest completed turns before it, newest first, until `limit` messages are covered.
+ * been announced (1/0; -1 when the message is not in the order list), then, when it is ready, the
+ * user and assistant parts of the newest completed turns before it, newest first, until `limit`
+ * messages are covered.
  * KEYS: order list, messages hash. ARGV: messageId, limit.
  */
 const TURN = new LuaScript(`${FINAL_LUA}
@@ -143,7 +144,7 @@ for i = 1, index - 1 do
   local status = values[2 * i - 1]
   if status and (not final(status) or not values[2 * i]) then
     reply[3] = 0
-    break
+    return reply
   end
 end
 local wanted = {}
@@ -175,11 +176,9 @@ local status = ARGV[4]
 if ARGV[8] == 'start' and redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then return 3 end
 if status == 'completed' and redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then status = 'cancelled' end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[5], ARGV[2], status)
--- progress snapshots come within a message's life (minutes): only its end refreshes the expiry
-if status ~= 'streaming' then
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-end
+-- every write refreshes the expiry: a generation may outlive a short HISTORY_TTL_SECONDS
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
 if status ~= ARGV[4] then return 2 end
 return 1
 `);

@@ -1,7 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { IncomingMessage } from 'node:http';
 
 /**
  * A `fetch` for the `ollama` client made on `node:http` with keep-alive agents. The worker streams
@@ -32,6 +31,9 @@ export class NodeHttpFetch {
     const aborted = signals.find((s) => s.aborted);
     if (aborted) return Promise.reject(abortError(aborted));
 
+    const body = init?.body;
+    if (body !== undefined && body !== null && typeof body !== 'string') return Promise.reject(new TypeError('only string bodies are supported'));
+
     return new Promise((resolve, reject) => {
       const req = transport.request(url, {
         method: init?.method ?? 'GET',
@@ -43,29 +45,60 @@ export class NodeHttpFetch {
       };
       const detach = () => signals.forEach((s) => s.removeEventListener('abort', onAbort));
       signals.forEach((s) => s.addEventListener('abort', onAbort, { once: true }));
-      req.once('error', (err) => {
+      req.on('error', (err) => {
         detach();
-        reject(new TypeError('fetch failed', { cause: err }));
+        reject(new TypeError('fetch failed', { cause: err })); // no-op once resolved
       });
       req.once('response', (res) => {
         res.once('close', detach);
-        const headers = new Headers();
-        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
-        const status = res.statusCode ?? 500;
-        const empty = status === 204 || status === 304 || init?.method === 'HEAD';
-        if (empty) res.resume();
-        const body = empty ? null : (Readable.toWeb(res) as NodeReadableStream<Uint8Array> as unknown as ReadableStream<Uint8Array>);
-        resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers }));
+        try {
+          const headers = new Headers();
+          for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+          const status = res.statusCode ?? 500;
+          const empty = status === 204 || status === 304 || init?.method === 'HEAD';
+          if (empty) res.resume();
+          resolve(new Response(empty ? null : bodyOf(res), { status, statusText: res.statusMessage ?? '', headers }));
+        } catch (err) {
+          // A status or header the Response type refuses: fail this request, never the process.
+          res.destroy();
+          reject(new TypeError('fetch failed', { cause: err }));
+        }
       });
-      const body = init?.body;
-      if (body !== undefined && body !== null && typeof body !== 'string') {
-        req.destroy();
-        reject(new TypeError('only string bodies are supported'));
-        return;
-      }
       req.end(body ?? undefined);
     });
   }
+}
+
+/**
+ * The response body as a web stream. A body cut short fails with undici's `TypeError('terminated')`,
+ * so a cut is told apart from an unreachable server (src/ai/providers/ollama-errors.ts) whatever the
+ * transport. No backpressure: Ollama's NDJSON is read as fast as it comes.
+ */
+function bodyOf(res: IncomingMessage): ReadableStream<Uint8Array> {
+  let settled = false;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      const fail = (cause?: unknown) => {
+        if (settled) return;
+        settled = true;
+        controller.error(new TypeError('terminated', { cause }));
+      };
+      res.on('data', (chunk: Buffer) => {
+        if (!settled) controller.enqueue(chunk);
+      });
+      res.once('end', () => {
+        if (settled) return;
+        settled = true;
+        controller.close();
+      });
+      res.once('error', fail);
+      res.once('close', () => fail(new Error('the connection closed before the response ended')));
+    },
+    cancel() {
+      settled = true;
+      res.destroy();
+    },
+  });
 }
 
 function headersOf(headers: HeadersInit | undefined): Record<string, string> {

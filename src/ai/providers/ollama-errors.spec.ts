@@ -2,6 +2,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { AddressInfo } from 'node:net';
 import { Ollama } from 'ollama';
 import { GenerationError } from '../generation-error';
+import { NodeHttpFetch } from './node-http-fetch';
 import { classifyOllamaError } from './ollama-errors';
 
 /** Same shape as the `ollama` client's (unexported) ResponseError. */
@@ -130,6 +131,10 @@ describe('classifyOllamaError', () => {
       expect(g.cause).toBe(err);
     });
 
+    it('terminated with a connection code underneath, before any chunk, is still stream_interrupted', () => {
+      expect(classifyOllamaError(new TypeError('terminated', { cause: connectionError('ECONNRESET', 'aborted') }), before).code).toBe('stream_interrupted');
+    });
+
     it.each(['Did not receive done or success response in stream.', 'terminated', 'other side closed: socket hang up', 'premature close'])(
       'a cut-stream message %j before any chunk is stream_interrupted too',
       (message) => {
@@ -174,7 +179,11 @@ describe('classifyOllamaError', () => {
     });
   });
 
-  describe('with errors thrown by the real ollama client', () => {
+  // The worker's own transport (NodeHttpFetch) and the global fetch must fail alike.
+  describe.each([
+    ['global fetch', () => undefined],
+    ['NodeHttpFetch', () => new NodeHttpFetch().fetchWith(new AbortController().signal)],
+  ])('with errors thrown by the real ollama client over %s', (_transport, makeFetch) => {
     let server: Server;
     let baseUrl: string;
     let handler: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
@@ -191,7 +200,8 @@ describe('classifyOllamaError', () => {
     });
 
     async function chatError(host: string): Promise<{ err: unknown; receivedAny: boolean }> {
-      const client = new Ollama({ host });
+      const fetch = makeFetch();
+      const client = new Ollama({ host, ...(fetch ? { fetch } : {}) });
       let receivedAny = false;
       try {
         const stream = await client.chat({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], stream: true });
@@ -245,6 +255,19 @@ describe('classifyOllamaError', () => {
       expect(g.code).toBe('ollama_unreachable');
       expect(g.transient).toBe(true);
       expect(g.message).toContain(closedHost);
+    });
+
+    it('stream cut after the headers, before any chunk', async () => {
+      handler = (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.flushHeaders();
+        setTimeout(() => res.socket?.destroy(), 20);
+      };
+      const { err, receivedAny } = await chatError(baseUrl);
+      expect(receivedAny).toBe(false);
+      const g = classifyOllamaError(err, { host: baseUrl, model: MODEL, receivedAny });
+      expect(g.code).toBe('stream_interrupted');
+      expect(g.transient).toBe(true);
     });
 
     it('stream cut after the first chunk', async () => {

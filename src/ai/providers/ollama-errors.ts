@@ -40,7 +40,10 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
   }
 
   const code = causeCode(err);
-  if (!ctx.receivedAny && (code && CONNECTION_CODES.has(code) || /fetch failed/i.test(message))) {
+  // `terminated`: the body was cut after the server answered, so it was reachable (whatever the
+  // socket error underneath says).
+  const cut = /^terminated$/i.test(message);
+  if (!ctx.receivedAny && !cut && (code && CONNECTION_CODES.has(code) || /fetch failed/i.test(message))) {
     return new GenerationError(
       'ollama_unreachable',
       `Cannot reach Ollama at ${ctx.host}. Is it running? Start it with \`ollama serve\`, or set OLLAMA_HOST to where it runs.`,
