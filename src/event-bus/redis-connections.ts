@@ -40,7 +40,9 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
         enableOfflineQueue: false,
         // Commands issued in one event-loop turn (hundreds of generations, relays, sends) go out
         // in one socket write and reach Redis as one read: the single largest CPU cost measured
-        // (bench/NOTES.md) was writing each command on its own.
+        // (bench/NOTES.md) was writing each command on its own. MULTI is not auto-pipelined and is
+        // written at once, so it may overtake commands issued before it but not yet awaited: steps
+        // whose order matters are awaited one after the other.
         enableAutoPipelining: true,
         commandTimeout: COMMAND_TIMEOUT_MS,
         // A half-open socket (silent failover, NAT drop) is declared dead and reconnected.

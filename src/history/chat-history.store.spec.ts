@@ -40,6 +40,18 @@ describe('ChatHistoryStore (real Redis)', () => {
     });
   });
 
+  describe('marks', () => {
+    it('never recreate a cleared conversation (it would have no expiry)', async () => {
+      await store.appendUserMessage('s-mark', 'm1', user('a'));
+      await store.markUserAnnounced('s-mark', 'm1');
+      expect((await store.entryState('s-mark', 'm1')).userAnnounced).toBe(true);
+      await store.clear('s-mark');
+      await store.markUserAnnounced('s-mark', 'm1');
+      await store.markAnnounced('s-mark', 'm1', '1-0');
+      expect(await redis.exists(sessionKeys('s-mark').messages)).toBe(0);
+    });
+  });
+
   describe('turn', () => {
     it('is ready for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));

@@ -107,6 +107,15 @@ return 'signal'
 `);
 
 /**
+ * Sets a mark on a message that is still there: after a clear, a plain HSET would recreate the
+ * hash without an expiry. KEYS: messages hash. ARGV: user field, mark field, value.
+ */
+const MARK = new LuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
+return 0
+`);
+
+/**
  * Everything a worker needs before answering a message, in one step and without shipping the whole
  * conversation: the message's status and announce mark, whether every earlier message has ended and
  * been announced (1/0; -1 when the message is not in the order list), then, when it is ready, the
@@ -258,7 +267,7 @@ export class ChatHistoryStore {
 
   /** Records that the final event of a message was published (with its event id). */
   async markAnnounced(sessionId: string, messageId: string, eventId: string): Promise<void> {
-    await this.redis.commands.hset(sessionKeys(sessionId).messages, field.announced(messageId), eventId);
+    await MARK.run(this.redis.commands, [sessionKeys(sessionId).messages], [field.user(messageId), field.announced(messageId), eventId]);
   }
 
   /** The stored outcome of an ended message, and whether its final event went out. */
@@ -312,7 +321,7 @@ export class ChatHistoryStore {
 
   /** Records that chat.user_message of this message went out. */
   async markUserAnnounced(sessionId: string, messageId: string): Promise<void> {
-    await this.redis.commands.hset(sessionKeys(sessionId).messages, field.userAnnounced(messageId), '1');
+    await MARK.run(this.redis.commands, [sessionKeys(sessionId).messages], [field.user(messageId), field.userAnnounced(messageId), '1']);
   }
 
   /** The cheap part of `turn`: the message's status and whether its chat.user_message went out. */
