@@ -1,5 +1,5 @@
 /**
- * `npm run bench` (full, ~9.5 min on 2 cores) and `npm run bench -- --quick` (~40 s).
+ * `npm run bench` (full, ~5 min on 2 cores) and `npm run bench -- --quick` (~40 s).
  *
  * Starts what it needs (redis-server on a free port unless REDIS_URL is given, the fake Ollama of
  * the test tree inside this process, the API and a worker as child processes built like dist/), drives
