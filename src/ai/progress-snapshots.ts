@@ -17,6 +17,7 @@ export class ProgressSnapshots {
   private lastEventId: string;
   private savedAt = 0;
   private readonly createdAt = new Date().toISOString();
+  private first: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly history: ChatHistoryStore,
@@ -25,8 +26,6 @@ export class ProgressSnapshots {
   ) {
     this.lastEventId = startedEventId;
   }
-
-  private first: Promise<void> = Promise.resolve();
 
   /**
    * Starts saving the empty answer of a new attempt, resuming right after its chat.started, while

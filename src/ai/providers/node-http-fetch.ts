@@ -91,7 +91,7 @@ function bodyOf(res: IncomingMessage): ReadableStream<Uint8Array> {
         settled = true;
         controller.close();
       });
-      res.once('error', fail);
+      res.on('error', fail); // `on`: a second error must not go unhandled
       res.once('close', () => fail(new Error('the connection closed before the response ended')));
     },
     cancel() {
