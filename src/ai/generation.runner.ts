@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { FailureReason, GenerateCommand, Usage } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
+import { sleep as delay } from '../event-bus/stream-tail';
 import { ChatHistoryStore, isFinal, TurnState } from '../history/chat-history.store';
 import { ContextMessage, FinalStatus, StoredAssistantPart } from '../history/stored-message';
 import { DeltaBatcher } from './delta-batcher';
@@ -89,11 +90,11 @@ export class GenerationRunner {
    */
   private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
+    const enough = (entry: Pick<TurnState, 'status' | 'userAnnounced'>) =>
+      (entry.status !== null && (entry.userAnnounced || isFinal(entry.status))) || signal.aborted || Date.now() > deadline;
     for (let poll = 0; ; poll++) {
       // The first read also tells whether it is this message's turn (and its context); it usually
       // finds the entry ready. While it is not, the polls read just its two fields.
-      const enough = (entry: Pick<TurnState, 'status' | 'userAnnounced'>) =>
-        (entry.status !== null && (entry.userAnnounced || isFinal(entry.status))) || signal.aborted || Date.now() > deadline;
       if (poll === 0) {
         const state = await this.history.turn(ref.sessionId, ref.messageId);
         if (enough(state)) return state;
@@ -396,10 +397,6 @@ export class GenerationRunner {
 function storedWithin(part: StoredAssistantPart | null, ms: number): boolean {
   const at = part ? Date.parse(part.createdAt) : NaN;
   return Number.isFinite(at) && Date.now() - at < ms;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function seconds(ms: number): string {

@@ -54,11 +54,8 @@ export class OllamaProvider implements AiProvider {
   }
 
   async health(): Promise<ProviderHealth> {
-    // The client's abort() only reaches streamed requests, so the probe's fetch carries its own timeout.
-    const client = new Ollama({
-      host: this.host,
-      fetch: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(2000) }),
-    });
+    // The client's abort() only reaches streamed requests, so the probe's requests carry their own timeout.
+    const client = new Ollama({ host: this.host, fetch: this.transport.fetchWith(AbortSignal.timeout(2000)) });
     const details = { host: this.shownHost, model: this.model };
     try {
       const { models } = await client.list();
