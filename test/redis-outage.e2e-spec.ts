@@ -64,6 +64,38 @@ describe('Redis outage', () => {
     expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: back again?' } });
   });
 
+  it('refuses sends within 2 s while Redis hangs with its connections open, also sends queued behind others', async () => {
+    const client = await ChatClient.open(api.url);
+    clients.push(client);
+    const send = async (content: string) => {
+      const started = Date.now();
+      const res = await fetch(`${api.url}/chat/send`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${client.session.token}` },
+        body: JSON.stringify({ sessionId: client.session.sessionId, content }),
+        signal: AbortSignal.timeout(2000), // the contract: fail fast, never hang
+      });
+      return { status: res.status, ms: Date.now() - started };
+    };
+    process.kill(server.pid!, 'SIGSTOP'); // a hung Redis: the sockets stay open, nothing answers
+    try {
+      // Staggered, so later sends find earlier commands still waiting on the same connection.
+      const results = await Promise.all([0, 150, 600].map(async (wait, i) => {
+        await new Promise((r) => setTimeout(r, wait));
+        return send(`hung ${i}`);
+      }));
+      for (const r of results) {
+        expect(r.status).toBe(503);
+        expect(r.ms).toBeLessThan(2000);
+      }
+    } finally {
+      process.kill(server.pid!, 'SIGCONT');
+    }
+    const sent = await eventually(() => client.send('awake again?'), (r) => r.status === 202, 15_000);
+    const events = await client.waitForEnd(String(sent.body.messageId), 20_000);
+    expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: awake again?' } });
+  });
+
   it('accounts for every accepted message across a Redis crash and restart under traffic', async () => {
     ollama.setDefault({ content: Array.from({ length: 15 }, (_, i) => ` r${i}`), tokenDelayMs: 20 });
     const sessions = await Promise.all(Array.from({ length: 4 }, () => ChatClient.open(api.url)));

@@ -2,8 +2,12 @@ import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs
 import { Redis, RedisOptions } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 
-/** How long a request may wait on Redis before it fails (the API answers 503 within 2 s). */
-export const COMMAND_TIMEOUT_MS = 1500;
+/**
+ * How long a command may wait on Redis before it fails. The API must answer 503 within 2 s, and on
+ * the auto-pipelined connection a command issued while a batch hangs waits for that batch to time
+ * out before its own batch is sent: up to two timeouts, 1.8 s.
+ */
+export const COMMAND_TIMEOUT_MS = 900;
 
 /**
  * Owns every Redis connection of the process. One shared connection runs ordinary commands and
