@@ -10,6 +10,7 @@ import { ConfiguredIoAdapter } from './app/configured-io.adapter';
 import { HttpErrorsFilter } from './app/http-errors.filter';
 import { setupSwagger } from './app/swagger';
 import { createValidationPipe } from './app/validation';
+import { requestLog } from './observability/request-log';
 import { AppConfig } from './config/app-config';
 
 /** Largest JSON body accepted: a maximal message plus room for the other fields. */
@@ -22,6 +23,7 @@ async function bootstrap(): Promise<void> {
   const config = app.get(AppConfig);
   app.useLogger(app.get(Logger));
   app.flushLogs();
+  app.use(requestLog(new NestLogger('HTTP')));
   // Self-hosted instances are often reached over plain http on a LAN: upgrading the page's own
   // requests to https would break it there.
   if (config.http.trustProxy !== null) app.set('trust proxy', config.http.trustProxy);
