@@ -40,6 +40,34 @@ describe('ChatHistoryStore (real Redis)', () => {
     });
   });
 
+  describe('appendUserMessage', () => {
+    it('keeps HISTORY_MAX_MESSAGES / 2 turns, dropping only ended and announced ones, and sets the expiry', async () => {
+      const small = new ChatHistoryStore(connections, new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), HISTORY_MAX_MESSAGES: '4' })));
+      const keys = sessionKeys('s-cap');
+      const ended = async (id: string) => {
+        await small.finish('s-cap', id, 'completed', answer);
+        await small.markAnnounced('s-cap', id, '1-0');
+      };
+      await small.appendUserMessage('s-cap', 'm1', user('a'));
+      await small.appendUserMessage('s-cap', 'm2', user('b'));
+      // m1 ended but its final event has not gone out: it is kept past the cap
+      await small.finish('s-cap', 'm1', 'completed', answer);
+      await small.appendUserMessage('s-cap', 'm3', user('c'));
+      expect(await redis.lrange(keys.order, 0, -1)).toEqual(['m1', 'm2', 'm3']);
+      await small.markAnnounced('s-cap', 'm1', '1-0');
+      await ended('m2');
+      await small.appendUserMessage('s-cap', 'm4', user('d'));
+      expect(await redis.lrange(keys.order, 0, -1)).toEqual(['m3', 'm4']);
+      expect((await redis.hkeys(keys.messages)).filter((f) => f.startsWith('m1:') || f.startsWith('m2:'))).toEqual([]);
+      expect((await small.history('s-cap')).map((m) => `${m.messageId}:${m.role}`)).toEqual(['m3:user', 'm4:user']);
+      // m3 is still queued: nothing after it is dropped either
+      await small.appendUserMessage('s-cap', 'm5', user('e'));
+      expect(await redis.lrange(keys.order, 0, -1)).toEqual(['m3', 'm4', 'm5']);
+      expect(await redis.ttl(keys.order)).toBeGreaterThan(0);
+      expect(await redis.ttl(keys.messages)).toBeGreaterThan(0);
+    });
+  });
+
   describe('marks', () => {
     it('never recreate a cleared conversation (it would have no expiry)', async () => {
       await store.appendUserMessage('s-mark', 'm1', user('a'));

@@ -62,23 +62,30 @@ export interface StoredOutcome {
 
 const FINAL_LUA = `local function final(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end`;
 
-/** KEYS: order list, messages hash. ARGV: how many to drop at most. Field names as in `field`. */
-const TRIM = new LuaScript(`${FINAL_LUA}
-local dropped = 0
-while dropped < tonumber(ARGV[1]) do
-  local id = redis.call('LINDEX', KEYS[1], 0)
-  if not id then break end
-  -- an outcome not yet announced is still owed its final event: keep it
-  if not final(redis.call('HGET', KEYS[2], id .. ':status')) then break end
-  if redis.call('HEXISTS', KEYS[2], id .. ':announced') == 0 then break end
+/**
+ * Appends a user message and drops the oldest ended turns beyond the cap, in one round trip.
+ * KEYS: order list, messages hash, client-ids hash. ARGV: messageId, user part (JSON), TTL seconds,
+ * turns to keep. Returns the turns kept. Field names as in `field`.
+ */
+const APPEND = new LuaScript(`${FINAL_LUA}
+local id, ttl = ARGV[1], ARGV[3]
+local length = redis.call('RPUSH', KEYS[1], id)
+redis.call('HSET', KEYS[2], id .. ':user', ARGV[2], id .. ':status', 'queued')
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+while length > tonumber(ARGV[4]) do
+  local oldest = redis.call('LINDEX', KEYS[1], 0)
+  -- a message in progress, or an outcome still owed its final event, is kept (and all after it)
+  if not final(redis.call('HGET', KEYS[2], oldest .. ':status')) then break end
+  if redis.call('HEXISTS', KEYS[2], oldest .. ':announced') == 0 then break end
   redis.call('LPOP', KEYS[1])
-  redis.call('HDEL', KEYS[2], id .. ':user', id .. ':assistant', id .. ':status', id .. ':announced', id .. ':cancel', id .. ':user-announced')
-  dropped = dropped + 1
+  redis.call('HDEL', KEYS[2], oldest .. ':user', oldest .. ':assistant', oldest .. ':status', oldest .. ':announced', oldest .. ':cancel', oldest .. ':user-announced')
+  length = length - 1
 end
-return dropped
+return length
 `);
 
-/** KEYS: order list, messages hash, client-ids hash. Returns ids not ended or not announced. */
 const CLEAR = new LuaScript(`${FINAL_LUA}
 local open = {}
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
@@ -195,7 +202,7 @@ return 1
 /**
  * A session's conversation in Redis: `chat:{sid}:order` (LIST of messageIds, acceptance order) and
  * `chat:{sid}:messages` (HASH of user part, assistant part and status per message). Both share the
- * session's hash tag, so each write is one MULTI on one cluster slot. Bounded by
+ * session's hash tag, so each write (a MULTI or a script) stays on one cluster slot. Bounded by
  * HISTORY_MAX_MESSAGES and expiring HISTORY_TTL_SECONDS after the last write.
  */
 @Injectable()
@@ -211,23 +218,11 @@ export class ChatHistoryStore {
 
   async appendUserMessage(sessionId: string, messageId: string, part: StoredUserPart): Promise<void> {
     const keys = sessionKeys(sessionId);
-    const ttl = this.config.history.ttlSeconds;
-    const results = await this.redis.commands
-      .multi()
-      .rpush(keys.order, messageId)
-      .hset(keys.messages, field.user(messageId), JSON.stringify(part), field.status(messageId), 'queued')
-      .expire(keys.order, ttl)
-      .expire(keys.messages, ttl)
-      .expire(keys.clientIds, ttl)
-      .exec();
-    const length = Number(results?.[0]?.[1] ?? 0);
-    if (length > this.maxTurns) await this.trim(sessionId, length - this.maxTurns);
-  }
-
-  /** Drops the oldest ended turns beyond the cap (a message still in progress is never dropped). */
-  private async trim(sessionId: string, excess: number): Promise<void> {
-    const keys = sessionKeys(sessionId);
-    await TRIM.run(this.redis.commands, [keys.order, keys.messages], [excess]);
+    await APPEND.run(
+      this.redis.commands,
+      [keys.order, keys.messages, keys.clientIds],
+      [messageId, JSON.stringify(part), this.config.history.ttlSeconds, this.maxTurns],
+    );
   }
 
   /**
