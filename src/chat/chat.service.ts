@@ -73,20 +73,29 @@ export class ChatService {
    * later message never waits on an earlier one that was never queued. The history entry comes
    * before chat.user_message, so a history read never misses a message whose event it resumes
    * after. The worker waits for the last mark, so chat.user_message precedes chat.started. If a
-   * step fails the send is refused (503) and the worker skips the command.
+   * step fails the send is refused (503), the entry is taken back and the worker skips the command.
+   *
+   * The four writes go out together, not one round trip after another: they share one connection
+   * to one Redis, which runs a connection's commands in the order sent, and a connection that
+   * breaks cuts off only a suffix of them. That keeps every guarantee above and makes the send one
+   * round trip (a worker then finds the entry already announced instead of polling for it). On a
+   * Redis Cluster the streams and the session's keys live on different nodes, where only awaiting
+   * each step keeps this order: the place to change when Cluster support comes.
    */
   private async enqueue(sessionId: string, messageId: string, input: SendInput): Promise<void> {
     const createdAt = new Date().toISOString();
     const think = input.think ? { think: input.think } : {};
-    await this.bus.publishCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: input.content, createdAt, ...think } });
-    await this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think });
-    try {
-      await this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } });
-      await this.history.markUserAnnounced(sessionId, messageId);
-    } catch (err) {
+    const writes = [
+      this.bus.publishCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: input.content, createdAt, ...think } }),
+      this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think }),
+      this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } }),
+      this.history.markUserAnnounced(sessionId, messageId),
+    ];
+    const failed = (await Promise.allSettled(writes)).find((w) => w.status === 'rejected');
+    if (failed) {
       // The worker skips a command whose history entry is gone.
       await this.history.remove(sessionId, messageId).catch(() => undefined);
-      throw err;
+      throw failed.reason;
     }
   }
 

@@ -1,0 +1,61 @@
+import { Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
+import { AppConfig } from '../config/app-config';
+import { validateEnvironment } from '../config/environment';
+import { EventBus } from '../event-bus/event-bus.service';
+import { RedisConnections } from '../event-bus/redis-connections';
+import { SessionEventLog } from '../event-bus/session-event-log';
+import { STREAMS } from '../event-bus/stream-names';
+import { ChatHistoryStore } from '../history/chat-history.store';
+import { SendLimits } from '../limits/send-limits.service';
+import { Metrics } from '../observability/metrics.service';
+import { ChatService } from './chat.service';
+
+describe('ChatService.send (real Redis)', () => {
+  let redis: Redis;
+  let connections: RedisConnections;
+  let history: ChatHistoryStore;
+  let chat: ChatService;
+
+  beforeAll(async () => {
+    Logger.overrideLogger(['error']);
+    redis = await freshRedis();
+    const config = new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl() }));
+    connections = new RedisConnections(config);
+    await connections.onModuleInit();
+    history = new ChatHistoryStore(connections, config);
+    // The limits are not under test here (they have their own e2e tests): let every send through.
+    const noLimits = { check: () => Promise.resolve() } as unknown as SendLimits;
+    chat = new ChatService(new EventBus(connections, config), history, config, noLimits, new SessionEventLog(connections), new Metrics(connections));
+  });
+
+  afterAll(async () => {
+    await connections.onApplicationShutdown();
+    await redis.quit();
+  });
+
+  const userMessages = async (sessionId: string) =>
+    (await redis.xrange(STREAMS.outgoing, '-', '+')).filter(([, fields]) => fields.join(' ').includes(sessionId) && fields.join(' ').includes('chat.user_message'));
+
+  it('queues the command, stores the entry, announces chat.user_message and marks it announced', async () => {
+    const sent = await chat.send({ sessionId: 's-ok', content: 'hello' });
+    const commands = await redis.xrange(STREAMS.incoming, '-', '+');
+    expect(commands.some(([, fields]) => fields.join(' ').includes(sent.messageId))).toBe(true);
+    expect(await history.entryState('s-ok', sent.messageId)).toEqual({ status: 'queued', userAnnounced: true });
+    expect(await userMessages('s-ok')).toHaveLength(1);
+  });
+
+  it('refuses a send whose command could not be queued and takes its history entry back, though the later writes went through', async () => {
+    // The writes go out together: the command's XADD fails (WRONGTYPE) while the entry, the event and the mark succeed.
+    await redis.del(STREAMS.incoming);
+    await redis.set(STREAMS.incoming, 'not a stream');
+    try {
+      await expect(chat.send({ sessionId: 's-fail', content: 'hello' })).rejects.toThrow(/WRONGTYPE/);
+      expect(await userMessages('s-fail')).toHaveLength(1);
+      expect(await history.history('s-fail')).toEqual([]);
+    } finally {
+      await redis.del(STREAMS.incoming);
+    }
+  });
+});
