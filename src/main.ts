@@ -27,6 +27,9 @@ async function bootstrap(): Promise<void> {
   // Self-hosted instances are often reached over plain http on a LAN: upgrading the page's own
   // requests to https would break it there.
   if (config.http.trustProxy !== null) app.set('trust proxy', config.http.trustProxy);
+  // API answers are small and never revalidated: hashing each (SHA-1) for an ETag was wasted work.
+  // Static files keep theirs (serve-static sets its own).
+  app.set('etag', false);
   app.use(helmet({ contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } } }));
   app.useBodyParser('json', { limit: bodyLimit(config) });
   app.enableCors(config.http.corsOrigins ? { origin: config.http.corsOrigins, credentials: true } : { origin: false });
