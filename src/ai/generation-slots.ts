@@ -14,13 +14,18 @@ export class GenerationSlots {
     return this.size - this.used;
   }
 
+  /** A release function if a slot is free now (and nobody waits for one), else null. */
+  tryAcquire(): (() => void) | null {
+    if (this.used >= this.size || this.waiters.length > 0) return null;
+    this.used++;
+    return this.releaser();
+  }
+
   /** Resolves with a release function, or null if `signal` aborts first. */
   acquire(signal: AbortSignal): Promise<(() => void) | null> {
     if (signal.aborted) return Promise.resolve(null);
-    if (this.used < this.size && this.waiters.length === 0) {
-      this.used++;
-      return Promise.resolve(this.releaser());
-    }
+    const now = this.tryAcquire();
+    if (now) return Promise.resolve(now);
     return new Promise((resolve) => {
       const grant = () => {
         signal.removeEventListener('abort', onAbort);

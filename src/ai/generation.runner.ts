@@ -64,22 +64,29 @@ export class GenerationRunner {
 
   async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal, slots: GenerationSlots): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
-    const entry = await this.waitForHistoryEntry(ref, signal);
-    if (signal.aborted) return this.stopped(ref, signal, EMPTY);
-    if (entry.status === null) {
-      this.logger.log(about(ref, 'not in the history (cleared, or its send failed): skipping'));
-      return 'finished';
-    }
-    // A redelivery of a message that already ended (its ack or final event was lost).
-    if (isFinal(entry.status)) return this.announceStored(ref);
-    const context = entry.ready ? entry.context : await this.waitForTurn(ref, signal);
-    if (!context) return this.stopped(ref, signal, EMPTY);
-    const release = await slots.acquire(signal);
-    if (!release) return this.stopped(ref, signal, EMPTY);
+    // With a slot free right now, the first read may also start the message (one round trip less
+    // before the model request). Otherwise the slot is taken only once it is the message's turn.
+    let release = slots.tryAcquire();
     try {
-      return await this.generate(command, context, delivery, signal);
+      const entry = await this.waitForHistoryEntry(ref, signal, release !== null);
+      if (entry.started === 'started') return await this.generate(command, entry.context, delivery, signal, 'started');
+      if (entry.started === 'cancel-requested') return await this.cancelled(ref, EMPTY);
+      release?.();
+      release = null;
+      if (signal.aborted) return await this.stopped(ref, signal, EMPTY);
+      if (entry.status === null) {
+        this.logger.log(about(ref, 'not in the history (cleared, or its send failed): skipping'));
+        return 'finished';
+      }
+      // A redelivery of a message that already ended (its ack or final event was lost).
+      if (isFinal(entry.status)) return await this.announceStored(ref);
+      const context = entry.ready ? entry.context : await this.waitForTurn(ref, signal);
+      if (!context) return await this.stopped(ref, signal, EMPTY);
+      release = await slots.acquire(signal);
+      if (!release) return await this.stopped(ref, signal, EMPTY);
+      return await this.generate(command, context, delivery, signal, 'not-started');
     } finally {
-      release();
+      release?.();
     }
   }
 
@@ -88,15 +95,16 @@ export class GenerationRunner {
    * and marks the entry so. A fast worker waits for that mark (so chat.user_message always comes
    * before chat.started), or for the entry alone once the wait is over (the API died in between).
    */
-  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal): Promise<TurnState> {
+  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal, start: boolean): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
     const enough = (entry: Pick<TurnState, 'status' | 'userAnnounced'>) =>
       (entry.status !== null && (entry.userAnnounced || isFinal(entry.status))) || signal.aborted || Date.now() > deadline;
     for (let poll = 0; ; poll++) {
-      // The first read also tells whether it is this message's turn (and its context); it usually
-      // finds the entry ready. While it is not, the polls read just its two fields.
+      // The first read also tells whether it is this message's turn (and its context), and starts
+      // it when asked to; it usually finds the entry ready. While it is not, the polls read just
+      // its two fields.
       if (poll === 0) {
-        const state = await this.history.turn(ref.sessionId, ref.messageId);
+        const state = await this.history.turn(ref.sessionId, ref.messageId, { start });
         if (enough(state)) return state;
       } else if (enough(await this.history.entryState(ref.sessionId, ref.messageId))) {
         return this.history.turn(ref.sessionId, ref.messageId);
@@ -130,16 +138,25 @@ export class GenerationRunner {
     return null;
   }
 
-  private async generate(command: GenerateCommand, context: ContextMessage[], delivery: Delivery, signal: AbortSignal): Promise<RunResult> {
+  /** `started`: the turn read has already marked the message streaming. */
+  private async generate(
+    command: GenerateCommand,
+    context: ContextMessage[],
+    delivery: Delivery,
+    signal: AbortSignal,
+    state: 'started' | 'not-started',
+  ): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
     const request: GenerationRequest = {
       messages: buildMessages(this.config.ai.systemPrompt, context, command.content),
       ...(command.think ? { think: command.think } : {}),
     };
-    const marked = await this.history.markStreaming(ref.sessionId, ref.messageId);
-    if (marked === 'cancel-requested') return this.cancelled(ref, EMPTY);
-    if (marked === 'already-ended') return this.announceStored(ref); // cancelled while queued
-    if (marked === 'gone') return 'finished';
+    if (state === 'not-started') {
+      const marked = await this.history.markStreaming(ref.sessionId, ref.messageId);
+      if (marked === 'cancel-requested') return this.cancelled(ref, EMPTY);
+      if (marked === 'already-ended') return this.announceStored(ref); // cancelled while queued
+      if (marked === 'gone') return 'finished';
+    }
 
     const started = Date.now();
     let attempt = delivery.attempt;

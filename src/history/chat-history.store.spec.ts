@@ -81,12 +81,39 @@ describe('ChatHistoryStore (real Redis)', () => {
   });
 
   describe('turn', () => {
+    it('starts a message when asked, only once it is ready, announced, not ended and not cancelled', async () => {
+      await store.appendUserMessage('s-go', 'm1', user('a'));
+      await store.appendUserMessage('s-go', 'm2', user('b'));
+      // not announced yet: not started
+      expect((await store.turn('s-go', 'm1', { start: true })).started).toBe(null);
+      expect(await store.getStatus('s-go', 'm1')).toBe('queued');
+      await store.markUserAnnounced('s-go', 'm1');
+      await store.markUserAnnounced('s-go', 'm2');
+      // m2 is not ready (m1 is open): not started
+      expect((await store.turn('s-go', 'm2', { start: true })).started).toBe(null);
+      expect(await store.getStatus('s-go', 'm2')).toBe('queued');
+      // without the option nothing is started
+      expect((await store.turn('s-go', 'm1')).started).toBe(null);
+      expect(await store.getStatus('s-go', 'm1')).toBe('queued');
+      const go = await store.turn('s-go', 'm1', { start: true });
+      expect(go).toMatchObject({ ready: true, started: 'started' });
+      expect(await store.getStatus('s-go', 'm1')).toBe('streaming');
+      expect((await store.history('s-go')).find((m) => m.messageId === 'm1' && m.role === 'assistant')).toMatchObject({ content: '', status: 'streaming' });
+      // a cancel recorded while it ran refuses a restart (a redelivery), as markStreaming does
+      expect(await store.requestCancel('s-go', 'm1')).toBe('signal');
+      expect((await store.turn('s-go', 'm1', { start: true })).started).toBe('cancel-requested');
+      await store.finish('s-go', 'm1', 'cancelled', answer);
+      // an ended message is never started again
+      expect((await store.turn('s-go', 'm1', { start: true })).started).toBe(null);
+      expect(await store.getStatus('s-go', 'm1')).toBe('cancelled');
+    });
+
     it('is ready for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));
-      expect(await store.turn('s-first', 'm1')).toEqual({ status: 'queued', userAnnounced: false, ready: true, context: [] });
+      expect(await store.turn('s-first', 'm1')).toEqual({ status: 'queued', userAnnounced: false, ready: true, started: null, context: [] });
       await store.markUserAnnounced('s-first', 'm1');
       expect((await store.turn('s-first', 'm1')).userAnnounced).toBe(true);
-      expect(await store.turn('s-first', 'unknown')).toEqual({ status: null, userAnnounced: false, ready: null, context: [] });
+      expect(await store.turn('s-first', 'unknown')).toEqual({ status: null, userAnnounced: false, ready: null, started: null, context: [] });
     });
 
     it('waits while an earlier message is queued or streaming', async () => {

@@ -51,6 +51,11 @@ export interface TurnState {
   userAnnounced: boolean;
   /** Whether every earlier message of the session has ended and been announced; null when not in the history. */
   ready: boolean | null;
+  /**
+   * With `turn(..., { start: true })`: `started` when the message was marked streaming by this
+   * read, `cancel-requested` when a recorded cancel refused that; null when it was not tried.
+   */
+  started: 'started' | 'cancel-requested' | null;
   context: ContextMessage[];
 }
 
@@ -128,7 +133,11 @@ return 0
  * been announced (1/0; -1 when the message is not in the order list), then, when it is ready, the
  * user and assistant parts of the newest completed turns before it, newest first, until `limit`
  * messages are covered.
- * KEYS: order list, messages hash. ARGV: messageId, limit.
+ * With a start part (ARGV[3] not empty) a message that is ready, announced, not ended and has no
+ * recorded cancel is also marked streaming with that empty reply part, as markStreaming does (the
+ * 4th value: 1 started, 3 a recorded cancel refused it, 0 not tried) — one round trip less before
+ * the model request.
+ * KEYS: order list, messages hash. ARGV: messageId, limit, start part ('' = do not start), ttl.
  */
 const TURN = new LuaScript(`${FINAL_LUA}
 -- HMGET in chunks: unpack() has a limit, and HISTORY_MAX_MESSAGES allows 10,000
@@ -147,7 +156,7 @@ for i, id in ipairs(order) do
   if id == ARGV[1] then index = i break end
 end
 local own = redis.call('HMGET', KEYS[2], ARGV[1] .. ':status', ARGV[1] .. ':user-announced')
-local reply = { own[1], own[2] and 1 or 0, -1 }
+local reply = { own[1], own[2] and 1 or 0, -1, 0 }
 if not index then return reply end
 local fields = {}
 for i = 1, index - 1 do
@@ -161,6 +170,16 @@ for i = 1, index - 1 do
   if status and (not final(status) or not values[2 * i]) then
     reply[3] = 0
     return reply
+  end
+end
+if ARGV[3] ~= '' and own[1] and own[2] and not final(own[1]) then
+  if redis.call('HEXISTS', KEYS[2], ARGV[1] .. ':cancel') == 1 then
+    reply[4] = 3
+  else
+    redis.call('HSET', KEYS[2], ARGV[1] .. ':assistant', ARGV[3], ARGV[1] .. ':status', 'streaming')
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+    reply[4] = 1
   end
 end
 local wanted = {}
@@ -287,15 +306,17 @@ export class ChatHistoryStore {
    * yet). The context holds completed exchanges only (a failed turn has no answer to learn from),
    * at most CONTEXT_MAX_MESSAGES of them, newest kept; only those are parsed.
    */
-  async turn(sessionId: string, messageId: string): Promise<TurnState> {
+  async turn(sessionId: string, messageId: string, options: { start?: boolean } = {}): Promise<TurnState> {
     const keys = sessionKeys(sessionId);
     const limit = this.config.history.contextMessages;
-    const reply: unknown = await TURN.run(this.redis.commands, [keys.order, keys.messages], [messageId, limit]);
+    const startPart = options.start ? JSON.stringify({ content: '', createdAt: new Date().toISOString() } satisfies StoredAssistantPart) : '';
+    const reply: unknown = await TURN.run(this.redis.commands, [keys.order, keys.messages], [messageId, limit, startPart, this.config.history.ttlSeconds]);
     if (!Array.isArray(reply)) throw new Error('unexpected reply to the turn script');
-    const [rawStatus, announced, ready, ...parts] = reply as unknown[];
+    const [rawStatus, announced, ready, startedCode, ...parts] = reply as unknown[];
     const status = typeof rawStatus === 'string' ? parseStatus(rawStatus) : null;
     const userAnnounced = announced === 1;
-    if (ready === -1) return { status, userAnnounced, ready: null, context: [] };
+    const started = startedCode === 1 ? 'started' : startedCode === 3 ? 'cancel-requested' : null;
+    if (ready === -1) return { status, userAnnounced, ready: null, started: null, context: [] };
     const context: ContextMessage[] = [];
     for (let i = 0; i + 1 < parts.length; i += 2) {
       const user = parseUserPart(typeof parts[i] === 'string' ? (parts[i] as string) : null);
@@ -304,7 +325,7 @@ export class ChatHistoryStore {
       if (reply) context.push({ role: 'assistant', content: reply.content });
       context.push({ role: 'user', content: user.content });
     }
-    return { status, userAnnounced, ready: ready === 1, context: context.slice(0, limit).reverse() };
+    return { status, userAnnounced, ready: ready === 1, started, context: context.slice(0, limit).reverse() };
   }
 
   /** Takes back a message whose send failed half-way (best effort: the caller answers 503). */
