@@ -68,11 +68,12 @@ export class GenerationRunner {
     // before the model request). Otherwise the slot is taken only once it is the message's turn.
     let release = slots.tryAcquire();
     try {
-      const entry = await this.waitForHistoryEntry(ref, signal, release !== null);
-      if (entry.started === 'started') return await this.generate(command, entry.context, delivery, signal, 'started');
-      if (entry.started === 'cancel-requested') return await this.cancelled(ref, EMPTY);
+      const first = await this.history.turn(ref.sessionId, ref.messageId, { start: release !== null });
+      if (first.started === 'started') return await this.generate(command, first.context, delivery, signal, 'started');
+      if (first.started === 'cancel-requested') return await this.cancelled(ref, EMPTY);
       release?.();
       release = null;
+      const entry = await this.waitForHistoryEntry(ref, signal, first);
       if (signal.aborted) return await this.stopped(ref, signal, EMPTY);
       if (entry.status === null) {
         this.logger.log(about(ref, 'not in the history (cleared, or its send failed): skipping'));
@@ -95,22 +96,16 @@ export class GenerationRunner {
    * and marks the entry so. A fast worker waits for that mark (so chat.user_message always comes
    * before chat.started), or for the entry alone once the wait is over (the API died in between).
    */
-  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal, start: boolean): Promise<TurnState> {
+  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal, first: TurnState): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
     const enough = (entry: Pick<TurnState, 'status' | 'userAnnounced'>) =>
       (entry.status !== null && (entry.userAnnounced || isFinal(entry.status))) || signal.aborted || Date.now() > deadline;
+    if (enough(first)) return first;
     for (let poll = 0; ; poll++) {
-      // The first read also tells whether it is this message's turn (and its context), and starts
-      // it when asked to; it usually finds the entry ready. While it is not, the polls read just
-      // its two fields.
-      if (poll === 0) {
-        const state = await this.history.turn(ref.sessionId, ref.messageId, { start });
-        if (enough(state)) return state;
-      } else if (enough(await this.history.entryState(ref.sessionId, ref.messageId))) {
-        return this.history.turn(ref.sessionId, ref.messageId);
-      }
-      // The API is normally a round trip or two behind: look again soon, then back off.
+      // The API is normally a round trip or two behind: look again soon, then back off. The polls
+      // read just the entry's two fields; the turn (and context) is read once they are there.
       await sleep(HISTORY_ENTRY_BACKOFF_MS[Math.min(poll, HISTORY_ENTRY_BACKOFF_MS.length - 1)], signal);
+      if (enough(await this.history.entryState(ref.sessionId, ref.messageId))) return this.history.turn(ref.sessionId, ref.messageId);
     }
   }
 
