@@ -91,6 +91,7 @@ end
 return length
 `);
 
+/** KEYS: order list, messages hash, client-ids hash. Returns ids not ended or not announced. */
 const CLEAR = new LuaScript(`${FINAL_LUA}
 local open = {}
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
