@@ -68,8 +68,12 @@ export class GenerationRunner {
     // before the model request). Otherwise the slot is taken only once it is the message's turn.
     let release = slots.tryAcquire();
     try {
-      const first = await this.history.turn(ref.sessionId, ref.messageId, { start: release !== null });
-      if (first.started === 'started') return await this.generate(command, first.context, delivery, signal, 'started');
+      const first = await this.history.turn(ref.sessionId, ref.messageId, { start: release !== null && !signal.aborted });
+      if (first.started === 'started') {
+        // Stopped while the read ran: no chat.started for an answer that will not be given.
+        if (signal.aborted) return await this.stopped(ref, signal, EMPTY);
+        return await this.generate(command, first.context, delivery, signal, 'started');
+      }
       if (first.started === 'cancel-requested') return await this.cancelled(ref, EMPTY);
       release?.();
       release = null;

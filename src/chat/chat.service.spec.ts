@@ -46,16 +46,31 @@ describe('ChatService.send (real Redis)', () => {
     expect(await userMessages('s-ok')).toHaveLength(1);
   });
 
-  it('refuses a send whose command could not be queued and takes its history entry back, though the later writes went through', async () => {
-    // The writes go out together: the command's XADD fails (WRONGTYPE) while the entry, the event and the mark succeed.
+  it('refuses a send whose command could not be queued: the entry is taken back and nothing is announced', async () => {
+    // The command's XADD fails (WRONGTYPE) while the history entry, sent with it, is written.
     await redis.del(STREAMS.incoming);
     await redis.set(STREAMS.incoming, 'not a stream');
     try {
       await expect(chat.send({ sessionId: 's-fail', content: 'hello' })).rejects.toThrow(/WRONGTYPE/);
-      expect(await userMessages('s-fail')).toHaveLength(1);
       expect(await history.history('s-fail')).toEqual([]);
+      expect(await userMessages('s-fail')).toHaveLength(0);
     } finally {
       await redis.del(STREAMS.incoming);
+    }
+  });
+
+  it('refuses a send whose chat.user_message could not be published and takes the entry back', async () => {
+    const before = await redis.xrange(STREAMS.outgoing, '-', '+');
+    await redis.del(STREAMS.outgoing);
+    await redis.set(STREAMS.outgoing, 'not a stream');
+    try {
+      await expect(chat.send({ sessionId: 's-fail2', content: 'hello' })).rejects.toThrow(/WRONGTYPE/);
+      // the command is queued (a worker skips it: its entry is gone)
+      expect((await redis.xrange(STREAMS.incoming, '-', '+')).some(([, f]) => f.join(' ').includes('s-fail2'))).toBe(true);
+      expect(await history.history('s-fail2')).toEqual([]);
+    } finally {
+      await redis.del(STREAMS.outgoing);
+      for (const [id, fields] of before) await redis.xadd(STREAMS.outgoing, id, ...fields);
     }
   });
 });

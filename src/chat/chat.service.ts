@@ -75,28 +75,34 @@ export class ChatService {
    * after. The worker waits for the last mark, so chat.user_message precedes chat.started. If a
    * step fails the send is refused (503), the entry is taken back and the worker skips the command.
    *
-   * The four writes go out together, not one round trip after another: they share one connection
-   * to one Redis, which runs a connection's commands in the order sent, and a connection that
-   * breaks cuts off only a suffix of them. That keeps every guarantee above and makes the send one
-   * round trip (a worker then finds the entry already announced instead of polling for it). On a
-   * Redis Cluster the streams and the session's keys live on different nodes, where only awaiting
-   * each step keeps this order: the place to change when Cluster support comes.
+   * The writes go out in two round trips of two, not four: command and entry together, then event
+   * and mark together. Each pair shares the one command connection, and Redis runs a connection's
+   * commands in the order sent. The pairs stay apart so that nothing is announced before the
+   * message is really queued (a refused send leaves no chat.user_message behind), and so that a
+   * script Redis has to be sent again (NOSCRIPT, after a restart) cannot fall behind the next pair.
+   * On a Redis Cluster the streams and the session's keys live on different nodes, where only
+   * awaiting each write keeps this order: the place to change when Cluster support comes.
    */
   private async enqueue(sessionId: string, messageId: string, input: SendInput): Promise<void> {
     const createdAt = new Date().toISOString();
     const think = input.think ? { think: input.think } : {};
-    const writes = [
+    await this.allOrTakeBack(sessionId, messageId, [
       this.bus.publishCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: input.content, createdAt, ...think } }),
       this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think }),
+    ]);
+    await this.allOrTakeBack(sessionId, messageId, [
       this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } }),
       this.history.markUserAnnounced(sessionId, messageId),
-    ];
+    ]);
+  }
+
+  /** Waits for every write; if one failed, takes the history entry back and throws its error. */
+  private async allOrTakeBack(sessionId: string, messageId: string, writes: Promise<unknown>[]): Promise<void> {
     const failed = (await Promise.allSettled(writes)).find((w) => w.status === 'rejected');
-    if (failed) {
-      // The worker skips a command whose history entry is gone.
-      await this.history.remove(sessionId, messageId).catch(() => undefined);
-      throw failed.reason;
-    }
+    if (!failed) return;
+    // The worker skips a command whose history entry is gone.
+    await this.history.remove(sessionId, messageId).catch(() => undefined);
+    throw failed.reason;
   }
 
   /**

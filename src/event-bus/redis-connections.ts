@@ -49,6 +49,10 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
         // whose order matters are awaited one after the other.
         enableAutoPipelining: true,
         commandTimeout: COMMAND_TIMEOUT_MS,
+        // A command in flight when the connection drops fails instead of being sent again after the
+        // reconnect: its caller may already have given up on it (a send answered 503 and taken back
+        // would otherwise be queued behind the client's back, and answered twice on its retry).
+        autoResendUnfulfilledCommands: false,
         // A half-open socket (silent failover, NAT drop) is declared dead and reconnected.
         socketTimeout: 5000,
         maxRetriesPerRequest: 1,
