@@ -1,6 +1,7 @@
 import { BadRequestException, Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
+import { allWritten } from '../event-bus/all-written';
 import { ThinkLevel } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { SessionEventLog } from '../event-bus/session-event-log';
@@ -98,11 +99,13 @@ export class ChatService {
 
   /** Waits for every write; if one failed, takes the history entry back and throws its error. */
   private async allOrTakeBack(sessionId: string, messageId: string, writes: Promise<unknown>[]): Promise<void> {
-    const failed = (await Promise.allSettled(writes)).find((w) => w.status === 'rejected');
-    if (!failed) return;
-    // The worker skips a command whose history entry is gone.
-    await this.history.remove(sessionId, messageId).catch(() => undefined);
-    throw failed.reason;
+    try {
+      await allWritten(writes);
+    } catch (err) {
+      // The worker skips a command whose history entry is gone.
+      await this.history.remove(sessionId, messageId).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**

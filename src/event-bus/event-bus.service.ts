@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
+import { allWritten } from './all-written';
 import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
 import { RedisConnections } from './redis-connections';
 import { CANCEL_CHANNEL, sessionKeys, STREAMS } from './stream-names';
@@ -83,9 +84,7 @@ export class EventBus {
       }
       if (this.logTtlDue(sessionId, list)) writes.push(redis.expire(key, this.config.history.ttlSeconds));
     }
-    const results = await Promise.allSettled(writes);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await allWritten(writes);
   }
 
   /**
