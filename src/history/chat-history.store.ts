@@ -65,6 +65,11 @@ export interface StoredOutcome {
   announced: boolean;
 }
 
+/** The reply of a message being started: empty until the first progress snapshot. */
+function emptyReply(): StoredAssistantPart {
+  return { content: '', createdAt: new Date().toISOString() };
+}
+
 const FINAL_LUA = `local function final(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end`;
 
 /**
@@ -251,8 +256,7 @@ export class ChatHistoryStore {
    * recorded whose signal the worker may have missed (sent while it was down or reconnecting).
    */
   async markStreaming(sessionId: string, messageId: string): Promise<StartTransition> {
-    const part: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
-    return this.transition(sessionId, messageId, 'streaming', part, 'start');
+    return this.transition(sessionId, messageId, 'streaming', emptyReply(), 'start');
   }
 
   /** Saves the partial answer of a message being streamed (ignored once it has ended). */
@@ -310,7 +314,7 @@ export class ChatHistoryStore {
   async turn(sessionId: string, messageId: string, options: { start?: boolean } = {}): Promise<TurnState> {
     const keys = sessionKeys(sessionId);
     const limit = this.config.history.contextMessages;
-    const startPart = options.start ? JSON.stringify({ content: '', createdAt: new Date().toISOString() } satisfies StoredAssistantPart) : '';
+    const startPart = options.start ? JSON.stringify(emptyReply()) : '';
     const reply: unknown = await TURN.run(this.redis.commands, [keys.order, keys.messages], [messageId, limit, startPart, this.config.history.ttlSeconds]);
     if (!Array.isArray(reply)) throw new Error('unexpected reply to the turn script');
     const [rawStatus, announced, ready, startedCode, ...parts] = reply as unknown[];
