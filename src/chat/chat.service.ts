@@ -102,8 +102,10 @@ export class ChatService {
     try {
       await allWritten(writes);
     } catch (err) {
-      // The worker skips a command whose history entry is gone.
-      await this.history.remove(sessionId, messageId).catch(() => undefined);
+      // The worker skips a command whose history entry is gone. Not awaited: the 503 must not wait
+      // for this cleanup on a hung Redis (the contract's "within 2 s"); it goes out on the same
+      // connection before anything issued after it, such as the clientMessageId's release.
+      void this.history.remove(sessionId, messageId).catch(() => undefined);
       throw err;
     }
   }
