@@ -18,7 +18,7 @@
  *   --fanout-delays-ms 20,8,4   delays between fan-out tokens, one step each (full: 20,8,4 → 200 sessions
  *                               × 50/125/250 tokens/s = 10,000/25,000/50,000 tokens/s offered; quick: 4)
  *   --fanout-message-ms N       how long each fan-out reply streams (full 1600, quick 400)
- *   --phases latency,throughput,memory,fanout   run only some phases
+ *   --phases floors,latency,throughput,memory,fanout   run only some phases
  *   --no-build                  never compile src/ (default: compile it into bench/.dist when it is newer than dist/)
  *   --profile                   CPU-profile the API and worker (inspector protocol) around each phase and
  *                               print where their CPU went; the .cpuprofile files go to bench/results/
@@ -42,6 +42,7 @@ import { redisVersion } from './lib/redis-info';
 import { fmt, fmtInt, mb, table } from './lib/stats';
 import type { BenchConfig, PhaseContext } from './phases/context';
 import { FanoutResult, MAX_P99_MS, runFanout } from './phases/fanout';
+import { FloorsResult, MeasuredBeside, renderFloors, runFloors } from './phases/floors';
 import { LatencyLoad, runLatency } from './phases/latency';
 import { MemoryResult, runMemory } from './phases/memory';
 import { runThroughput, ThroughputResult } from './phases/throughput';
@@ -78,7 +79,7 @@ const { values: args } = parseArgs({
 const quick = args.quick ?? false;
 const int = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number.parseInt(v, 10));
 const ints = (v: string | undefined, fallback: number[]) => (v === undefined ? fallback : v.split(',').map((x) => Number.parseInt(x, 10)));
-const phases = new Set((args.phases ?? 'latency,throughput,memory,fanout').split(','));
+const phases = new Set((args.phases ?? 'floors,latency,throughput,memory,fanout').split(','));
 
 const concurrency = int(args.concurrency, 256);
 const coalesce = int(args.coalesce, 30);
@@ -220,6 +221,7 @@ interface Results {
   throughput?: ThroughputResult;
   memory?: MemoryResult;
   fanout?: FanoutResult[];
+  floors?: FloorsResult;
   targets?: { name: string; target: string; measured: string; met: boolean | null }[];
   profiles?: Record<string, Record<string, ProfileSummary>>;
   errors: string[];
@@ -365,6 +367,7 @@ async function main(): Promise<number> {
     }
   };
 
+  if (phases.has('floors')) results.floors = await attempt('floors', () => runFloors(ctx));
   if (phases.has('latency')) results.latency = await attempt('latency', () => runLatency(ctx));
   if (phases.has('throughput')) results.throughput = await attempt('throughput', () => runThroughput(ctx));
   if (phases.has('memory')) results.memory = await attempt('memory', () => runMemory(ctx));
@@ -571,6 +574,11 @@ function render(r: Results): string {
     );
   }
 
+  if (r.floors) {
+    lines.push('');
+    lines.push(...renderFloors(r.floors, measuredBeside(r), { messagesPerSec: 2000, eventsPerSec: 50_000 }));
+  }
+
   if (r.targets?.length) {
     lines.push('');
     lines.push('TARGETS (reported, not asserted)');
@@ -584,6 +592,23 @@ function render(r: Results): string {
     for (const e of r.errors) lines.push(`  ${e.split('\n')[0]}`);
   }
   return lines.join('\n');
+}
+
+/** The app's own CPU per message and per token event in this run, for the floors table. */
+function measuredBeside(r: Results): MeasuredBeside {
+  const out: MeasuredBeside = {};
+  const t = r.throughput;
+  const best = t?.steps.filter((s) => s.sustained).sort((a, b) => b.completedPerSec - a.completedPerSec)[0];
+  if (best && best.completed > 0) {
+    const c = best.cpu;
+    out.perMessageUs = { us: Math.round(((c.apiCpu + c.workerCpu + c.redisCpu + c.benchCpu) * 1e6) / best.completed), atPerSec: best.completedPerSec };
+  }
+  const perToken = r.fanout?.filter((f) => f.coalesceMs === 0).slice(-1)[0];
+  if (perToken) {
+    const e = perToken.perEvent;
+    out.perEventUs = { us: Math.round(e.apiCpuUs + e.workerCpuUs + e.redisCpuUs + e.benchCpuUs), atPerSec: perToken.deliveredEventsPerSec };
+  }
+  return out;
 }
 
 main().then(
