@@ -13,10 +13,13 @@
 import http from 'node:http';
 import { io, Socket } from 'socket.io-client';
 import { FloorChild, FloorCounters } from '../lib/floor-child';
+import type { BenchEnv } from '../lib/env';
 import { MODEL } from '../lib/fake';
+import { Monitor } from '../lib/monitor';
 import { redisSnapshot } from '../lib/redis-info';
 import { round, sleep, table } from '../lib/stats';
 import type { PhaseContext } from './context';
+import { LatencyLoad, runLatency } from './latency';
 
 export interface FloorPart {
   /** what one unit is */
@@ -48,6 +51,12 @@ export interface FloorsResult {
   /** least CPU of one complete message (HTTP send, model request + reply, its events) */
   perMessage: FloorSum;
   cores: number;
+  /**
+   * The latency phase run against a bare pipeline of the same parts (bench/floors/bare-api.ts and
+   * bare-worker.ts): HTTP → XADD → XREADGROUP → ollama client → XADD per chunk → XREAD → Socket.IO.
+   * What it adds over the direct client is the least this stack's hops add on this machine.
+   */
+  bareLatency?: LatencyLoad[];
 }
 
 /** A sum of floors: with the bench's clients and fake Ollama (all on this box), and the server side alone. */
@@ -114,7 +123,29 @@ export async function runFloors(ctx: PhaseContext): Promise<FloorsResult> {
       [socketEvent, EVENTS_PER_MESSAGE],
     ]),
     cores: config.cores,
+    bareLatency: await bareLatency(ctx),
   };
+}
+
+async function bareLatency(ctx: PhaseContext): Promise<LatencyLoad[]> {
+  const { env, config, log } = ctx;
+  const streams = { incoming: `bench:${config.runTag}:bare:in`, outgoing: `bench:${config.runTag}:bare:out` };
+  const api = await FloorChild.start('bare-api.ts', { redisUrl: env.redisUrl, ...streams });
+  const worker = await FloorChild.start('bare-worker.ts', { redisUrl: env.redisUrl, host: env.fake.url, model: MODEL, group: 'bare', ...streams }).catch(async (err: Error) => {
+    await api.child.close();
+    throw err;
+  });
+  const monitor = new Monitor(env.redis, { api: api.child.pid, worker: worker.child.pid });
+  try {
+    const bareEnv = Object.create(env) as BenchEnv;
+    bareEnv.apiUrl = `http://127.0.0.1:${api.ready.port}`;
+    log('floor latency: the latency phase against a bare pipeline of the same parts');
+    return await runLatency({ ...ctx, env: bareEnv, monitor, log: (line) => log(`bare pipeline: ${line}`) });
+  } finally {
+    monitor.stop();
+    await Promise.all([api.child.close(), worker.child.close()]);
+    await env.redis.del(streams.incoming, streams.outgoing);
+  }
 }
 
 function fmtPart(p: FloorPart): string {
@@ -300,6 +331,19 @@ export function renderFloors(f: FloorsResult, measured: MeasuredBeside, targets:
   };
   sum('per token event (1 chunk + XADD/XREAD + packet)', f.perEvent, targets.eventsPerSec, measured.perEventUs);
   sum(`per message (POST + ${f.tokensPerReply}-token reply + ${f.eventsPerMessage} × (XADD/XREAD + packet))`, f.perMessage, targets.messagesPerSec, measured.perMessageUs);
+  if (f.bareLatency?.length) {
+    lines.push('  a bare pipeline of the same parts (HTTP → XADD → XREADGROUP → ollama client → XADD per chunk → XREAD → Socket.IO; nothing else), latency phase settings:');
+    const rows2 = [['load', 'floor p50', 'bare pipeline p50', 'p99', 'added p50', 'p95', 'p99', 'HTTP 202 p50', 'send→fake request p50', 'fake write→socket p50', 'lost', 'api', 'worker', 'redis', 'bench']];
+    for (const l of f.bareLatency) {
+      const p = l.pipeline;
+      rows2.push([
+        `${l.offeredPerSec}/s`, `${l.floor.firstToken.p50.toFixed(2)} ms`, `${p.firstDelta.p50.toFixed(2)} ms`, p.firstDelta.p99.toFixed(2),
+        `${l.added.p50.toFixed(2)} ms`, l.added.p95.toFixed(2), l.added.p99.toFixed(2), `${p.accept.p50.toFixed(2)} ms`, `${p.beforeModel.p50.toFixed(2)} ms`, `${p.afterModel.p50.toFixed(2)} ms`,
+        String(p.lost + p.failed + p.wrongContent), `${Math.round(p.cpu.apiPct)}%`, `${Math.round(p.cpu.workerPct)}%`, `${Math.round(p.cpu.redisPct)}%`, `${Math.round(p.cpu.benchPct)}%`,
+      ]);
+    }
+    lines.push(table(rows2, '    '));
+  }
   return lines;
 }
 
