@@ -30,7 +30,7 @@ const EMPTY: PartialReply = Object.freeze({ content: '', thinking: '' });
 const ANNOUNCE_GRACE_MS = 3000;
 const ANNOUNCE_POLL_MS = 50;
 const HISTORY_ENTRY_WAIT_MS = 10_000;
-const HISTORY_ENTRY_BACKOFF_MS = [1, 2, 4, 8, 16, 20];
+const HISTORY_ENTRY_BACKOFF_MS = [0, 1, 2, 4, 8, 16, 20];
 const TURN_POLL_MS = 50;
 
 /** Transient provider failures are retried this many times, with this backoff. */
@@ -64,53 +64,67 @@ export class GenerationRunner {
 
   async run(command: GenerateCommand, delivery: Delivery, signal: AbortSignal, slots: GenerationSlots): Promise<RunResult> {
     const ref = { sessionId: command.sessionId, messageId: command.messageId };
-    // With a slot free right now, the first read may also start the message (one round trip less
-    // before the model request). Otherwise the slot is taken only once it is the message's turn.
-    let release = slots.tryAcquire();
+    const slot: { release: (() => void) | null } = { release: null };
+    // With a slot free right now, a read of the turn may also start the message (one round trip less
+    // before the model request). Otherwise the slot is taken only once it is the message's turn, and
+    // none is held between reads.
+    const read = async (): Promise<TurnState> => {
+      slot.release = slots.tryAcquire();
+      const state = await this.history.turn(ref.sessionId, ref.messageId, { start: slot.release !== null && !signal.aborted });
+      if (state.started === null) {
+        slot.release?.();
+        slot.release = null;
+      }
+      return state;
+    };
     try {
-      const first = await this.history.turn(ref.sessionId, ref.messageId, { start: release !== null && !signal.aborted });
-      if (first.started === 'started') {
+      const state = await this.untilAnnounced(signal, await read(), read);
+      if (state.started === 'started') {
         // Stopped while the read ran: no chat.started for an answer that will not be given.
         if (signal.aborted) return await this.stopped(ref, signal, EMPTY);
-        return await this.generate(command, first.context, delivery, signal, 'started');
+        return await this.generate(command, state.context, delivery, signal, 'started');
       }
-      if (first.started === 'cancel-requested') return await this.cancelled(ref, EMPTY);
-      release?.();
-      release = null;
-      const entry = await this.waitForHistoryEntry(ref, signal, first);
+      if (state.started === 'cancel-requested') return await this.cancelled(ref, EMPTY);
       if (signal.aborted) return await this.stopped(ref, signal, EMPTY);
-      if (entry.status === null) {
+      if (state.status === null) {
         this.logger.log(about(ref, 'not in the history (cleared, or its send failed): skipping'));
         return 'finished';
       }
       // A redelivery of a message that already ended (its ack or final event was lost).
-      if (isFinal(entry.status)) return await this.announceStored(ref);
-      const context = entry.ready ? entry.context : await this.waitForTurn(ref, signal);
+      if (isFinal(state.status)) return await this.announceStored(ref);
+      const context = state.ready ? state.context : await this.waitForTurn(ref, signal);
       if (!context) return await this.stopped(ref, signal, EMPTY);
-      release = await slots.acquire(signal);
-      if (!release) return await this.stopped(ref, signal, EMPTY);
+      slot.release = await slots.acquire(signal);
+      if (!slot.release) return await this.stopped(ref, signal, EMPTY);
       return await this.generate(command, context, delivery, signal, 'not-started');
     } finally {
-      release?.();
+      slot.release?.();
     }
   }
 
   /**
    * The API queues the command, then writes the history entry, then announces chat.user_message
-   * and marks the entry so. A fast worker waits for that mark (so chat.user_message always comes
-   * before chat.started), or for the entry alone once the wait is over (the API died in between).
+   * and marks the entry so. A fast worker reads the turn again until that mark is there (so
+   * chat.user_message always comes before chat.started), or for the entry alone once the wait is
+   * over (the API died in between). Each read may start the message, like the first: waiting for
+   * the mark and then reading the turn and then starting cost three round trips more, and a third
+   * of the messages waited under load (bench/NOTES.md).
    */
-  private async waitForHistoryEntry(ref: MessageRef, signal: AbortSignal, first: TurnState): Promise<TurnState> {
+  private async untilAnnounced(signal: AbortSignal, first: TurnState, read: () => Promise<TurnState>): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
-    const enough = (entry: Pick<TurnState, 'status' | 'userAnnounced'>) =>
-      (entry.status !== null && (entry.userAnnounced || isFinal(entry.status))) || signal.aborted || Date.now() > deadline;
-    if (enough(first)) return first;
-    for (let poll = 0; ; poll++) {
-      // The API is normally a round trip or two behind: look again soon, then back off. The polls
-      // read just the entry's two fields; the turn (and context) is read once they are there.
-      await sleep(HISTORY_ENTRY_BACKOFF_MS[Math.min(poll, HISTORY_ENTRY_BACKOFF_MS.length - 1)], signal);
-      if (enough(await this.history.entryState(ref.sessionId, ref.messageId))) return this.history.turn(ref.sessionId, ref.messageId);
+    const enough = (state: TurnState) =>
+      state.started !== null || (state.status !== null && (state.userAnnounced || isFinal(state.status))) || signal.aborted || Date.now() > deadline;
+    let state = first;
+    for (let poll = 0; !enough(state); poll++) {
+      // The API's mark is normally already on its way (it is written as soon as the command is
+      // queued): look again at once, then back off. A timer's shortest wait is a millisecond.
+      const ms = HISTORY_ENTRY_BACKOFF_MS[Math.min(poll, HISTORY_ENTRY_BACKOFF_MS.length - 1)];
+      if (ms === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      else await sleep(ms, signal);
+      if (signal.aborted) break;
+      state = await read();
     }
+    return state;
   }
 
   /**
@@ -162,14 +176,23 @@ export class GenerationRunner {
     for (let retry = 0; ; retry++) {
       // Only the provider attempt is retried. A Redis error while publishing or storing escapes:
       // the command stays unacknowledged and its redelivery repairs what is missing.
-      const startedId = await this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
-      const progress = new ProgressSnapshots(this.history, ref, startedId);
+      // chat.started goes out with the model request, not a round trip before it: the deltas are
+      // written after it on the same connection, and none is published unless it was (see attempt).
+      const startedEvent = this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
+      const startFailure = startedEvent.then(
+        () => null,
+        (err: unknown) => err,
+      );
+      const progress = new ProgressSnapshots(this.history, ref, startedEvent);
       progress.begin();
       const partial = { content: '', thinking: '' };
       let outcome: AttemptOutcome | null;
       try {
-        outcome = await this.attempt(ref, request, signal, partial, progress);
+        outcome = await this.attempt(ref, request, signal, partial, progress, startedEvent);
+        await startedEvent;
       } catch (err) {
+        const redisError = await startFailure;
+        if (redisError) throw redisError;
         if (signal.aborted) return this.stopped(ref, signal, partial);
         const failure = toGenerationError(err);
         if (failure.transient && retry < MAX_RETRIES) {
@@ -307,6 +330,7 @@ export class GenerationRunner {
     signal: AbortSignal,
     partial: { content: string; thinking: string },
     progress: ProgressSnapshots,
+    startedEvent: Promise<string>,
   ): Promise<AttemptOutcome | null> {
     const controller = new AbortController();
     const attemptStart = Date.now();
@@ -314,6 +338,8 @@ export class GenerationRunner {
     const onOuterAbort = () => controller.abort();
     signal.addEventListener('abort', onOuterAbort, { once: true });
     if (signal.aborted) controller.abort(); // fired before the listener was there
+    // No answer without its chat.started: the caller rethrows that Redis error.
+    startedEvent.catch(() => controller.abort());
     let timeout: GenerationError | null = null;
     // The error is built only when the timer fires: most attempts never time out, and an Error
     // with its stack trace per attempt showed in the worker's profile.
@@ -331,6 +357,7 @@ export class GenerationRunner {
       totalTimeoutMs,
     );
     const batcher = new DeltaBatcher(async (kind, delta) => {
+      await startedEvent;
       const eventId = await this.bus.publishEvent(
         kind === 'thinking'
           ? { type: 'chat.thinking', payload: { ...ref, delta } }

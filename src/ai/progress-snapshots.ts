@@ -14,7 +14,7 @@ const EVERY_MS = 1000;
 export class ProgressSnapshots {
   private content = '';
   private thinking = '';
-  private lastEventId: string;
+  private lastEventId: string | null = null;
   private savedAt = 0;
   private readonly createdAt = new Date().toISOString();
   private first: Promise<void> = Promise.resolve();
@@ -22,19 +22,20 @@ export class ProgressSnapshots {
   constructor(
     private readonly history: ChatHistoryStore,
     private readonly ref: { sessionId: string; messageId: string },
-    startedEventId: string,
-  ) {
-    this.lastEventId = startedEventId;
-  }
+    private readonly startedEventId: Promise<string>,
+  ) {}
 
   /**
-   * Starts saving the empty answer of a new attempt, resuming right after its chat.started, while
-   * the model request goes out (one round trip less before it). Later saves wait for it. A failed
+   * Saves the empty answer of a new attempt, resuming right after its chat.started, as soon as that
+   * event is written; the model request is already on its way. Later saves wait for it. A failed
    * snapshot only costs a reload its partial answer until the next one, so it does not fail the
-   * answer (a Redis outage fails the delta publishes anyway).
+   * answer (a Redis outage fails the delta publishes anyway; a failed chat.started fails the attempt).
    */
   begin(): void {
-    this.first = this.save().catch((err: unknown) => {
+    this.first = this.startedEventId.then((eventId) => {
+      this.lastEventId ??= eventId;
+      return this.save();
+    }).catch((err: unknown) => {
       this.savedAt = 0; // try again with the next delta
       logger.warn(about(this.ref, `progress snapshot not saved: ${(err as Error).message}`));
     });
@@ -55,6 +56,7 @@ export class ProgressSnapshots {
   }
 
   private async save(): Promise<void> {
+    if (this.lastEventId === null) return;
     this.savedAt = Date.now();
     await this.history.saveProgress(this.ref.sessionId, this.ref.messageId, {
       content: this.content,
