@@ -12,6 +12,11 @@ const BATCH = 500;
  * Follows a stream from "now" with XREAD BLOCK on a connection of its own, handing each batch to
  * one handler. One tail per process serves every local socket. Errors are logged and retried with
  * backoff; a handler error drops that batch but never stops the loop.
+ *
+ * The next read is already waiting while a batch is handled (the relay's handler costs a round
+ * trip: the session-log copy), so an entry written meanwhile is not held up by that round trip
+ * and then by a read of its own. Handlers still run one at a time, in stream order, and the tail
+ * reads at most one batch ahead of them.
  */
 export class StreamTail {
   private readonly logger: Logger;
@@ -54,30 +59,49 @@ export class StreamTail {
 
   private async loop(connection: Redis): Promise<void> {
     let backoffMs = 100;
-    while (!this.stopped) {
-      let entries: StreamEntry[];
-      try {
-        // XREAD with `$` on every call would lose entries written between two calls, so the
-        // starting point is pinned once to a concrete id.
-        this.lastId ??= await this.newestId(connection);
-        const reply: unknown = await connection.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', this.stream, this.lastId);
-        entries = parseReadReply(reply);
+    let handling: Promise<void> = Promise.resolve();
+    try {
+      while (!this.stopped) {
+        const entries = await this.read(connection, backoffMs);
+        if (entries === null) {
+          backoffMs = Math.min(backoffMs * 2, 2000);
+          continue;
+        }
         backoffMs = 100;
-      } catch (err) {
-        // Stopped, or the connection was closed under us (shutdown): leave quietly.
-        if (this.stopped || connection.status === 'end') break;
-        this.logger.warn(`read failed, retrying in ${backoffMs} ms: ${(err as Error).message}`);
-        await sleep(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 2000);
-        continue;
+        if (entries === 'stopped') break;
+        if (entries.length === 0) continue;
+        this.lastId = entries[entries.length - 1].id;
+        const previous = handling;
+        handling = previous.then(() => this.handleSafely(entries));
+        await previous;
       }
-      if (entries.length === 0) continue;
-      this.lastId = entries[entries.length - 1].id;
-      try {
-        await this.handle(entries);
-      } catch (err) {
-        this.logger.error(`handler failed on a batch of ${entries.length}: ${(err as Error).message}`);
-      }
+    } finally {
+      await handling;
+    }
+  }
+
+  /** One XREAD: its entries, 'stopped', or null after a failure (logged, backed off). */
+  private async read(connection: Redis, backoffMs: number): Promise<StreamEntry[] | 'stopped' | null> {
+    try {
+      // XREAD with `$` on every call would lose entries written between two calls, so the
+      // starting point is pinned once to a concrete id.
+      this.lastId ??= await this.newestId(connection);
+      const reply: unknown = await connection.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', this.stream, this.lastId);
+      return parseReadReply(reply);
+    } catch (err) {
+      // Stopped, or the connection was closed under us (shutdown): leave quietly.
+      if (this.stopped || connection.status === 'end') return 'stopped';
+      this.logger.warn(`read failed, retrying in ${backoffMs} ms: ${(err as Error).message}`);
+      await sleep(backoffMs);
+      return null;
+    }
+  }
+
+  private async handleSafely(entries: StreamEntry[]): Promise<void> {
+    try {
+      await this.handle(entries);
+    } catch (err) {
+      this.logger.error(`handler failed on a batch of ${entries.length}: ${(err as Error).message}`);
     }
   }
 }

@@ -1,0 +1,95 @@
+import type { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { eventually } from '../../test/support/eventually';
+import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
+import { AppConfig } from '../config/app-config';
+import { validateEnvironment } from '../config/environment';
+import { RedisConnections } from './redis-connections';
+import { StreamEntry } from './stream-reply';
+import { StreamTail } from './stream-tail';
+
+describe('StreamTail (real Redis)', () => {
+  let redis: Redis;
+  let connections: RedisConnections;
+
+  beforeAll(async () => {
+    redis = await freshRedis();
+    connections = new RedisConnections(new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl() })));
+    await connections.onModuleInit();
+  });
+
+  afterAll(async () => {
+    await connections.onApplicationShutdown();
+    await redis.quit();
+  });
+
+  /** The CLIENT LIST line of the tail's own connection. */
+  async function tailClient(stream: string): Promise<string | undefined> {
+    const list = await redis.client('LIST');
+    return String(list)
+      .split('\n')
+      .find((line) => line.includes(`name=ai-assistant:tail:${stream} `));
+  }
+
+  it('reads the next batch while one is handled, and hands batches over one at a time, in order', async () => {
+    const stream = `test:tail:${randomUUID()}`;
+    const seen: string[] = [];
+    let active = 0;
+    let mostActive = 0;
+    let calls = 0;
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const tail = new StreamTail(connections, stream, async (entries: StreamEntry[]) => {
+      calls++;
+      active++;
+      mostActive = Math.max(mostActive, active);
+      seen.push(...entries.map((e) => e.fields[1]));
+      if (calls === 1) await gate;
+      active--;
+    });
+    tail.start();
+    try {
+      // The tail starts from the stream's newest entry: wait until it is blocked reading.
+      await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+      await redis.xadd(stream, '*', 'n', '1');
+      await eventually(() => calls, (n) => n === 1);
+      // While the first batch is still being handled, the next read is already waiting in Redis.
+      await eventually(() => tailClient(stream), (line) => /flags=b.* cmd=xread/.test(line ?? ''));
+      await redis.xadd(stream, '*', 'n', '2');
+      await redis.xadd(stream, '*', 'n', '3');
+      // Read (the blocked XREAD returned) but not handed over before the first batch is done.
+      await eventually(() => tailClient(stream), (line) => line !== undefined && !/flags=b/.test(line));
+      expect(calls).toBe(1);
+      openGate();
+      await eventually(() => seen.join(), (all) => all === '1,2,3');
+      expect(mostActive).toBe(1);
+    } finally {
+      openGate();
+      await tail.stop();
+    }
+  });
+
+  it('keeps reading after a handler fails, and stop() waits for the batch in hand', async () => {
+    const stream = `test:tail:${randomUUID()}`;
+    const seen: string[] = [];
+    let finishedLast = false;
+    const tail = new StreamTail(connections, stream, async (entries: StreamEntry[]) => {
+      const values = entries.map((e) => e.fields[1]);
+      seen.push(...values);
+      if (values.includes('bad')) throw new Error('handler broke');
+      if (values.includes('slow')) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        finishedLast = true;
+      }
+    });
+    tail.start();
+    await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+    await redis.xadd(stream, '*', 'n', 'bad');
+    await eventually(() => seen.join(), (all) => all === 'bad');
+    await redis.xadd(stream, '*', 'n', 'slow');
+    await eventually(() => seen.join(), (all) => all === 'bad,slow');
+    await tail.stop();
+    expect(finishedLast).toBe(true);
+    expect(await tailClient(stream)).toBeUndefined();
+  });
+});
