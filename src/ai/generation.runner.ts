@@ -70,7 +70,7 @@ export class GenerationRunner {
     // none is held between reads.
     const read = async (): Promise<TurnState> => {
       slot.release = slots.tryAcquire();
-      const state = await this.history.turn(ref.sessionId, ref.messageId, { start: slot.release !== null && !signal.aborted });
+      const state = await this.history.turn(ref.sessionId, ref.messageId, { start: slot.release !== null && !signal.aborted, announcedOnly: true });
       if (state.started === null) {
         slot.release?.();
         slot.release = null;

@@ -90,6 +90,30 @@ describe('StreamTail (real Redis)', () => {
     await eventually(() => seen.join(), (all) => all === 'bad,slow');
     await tail.stop();
     expect(finishedLast).toBe(true);
-    expect(await tailClient(stream)).toBeUndefined();
+    await eventually(() => tailClient(stream), (line) => line === undefined);
+  });
+
+  it('hands over a batch read ahead before stop() returns', async () => {
+    const stream = `test:tail:${randomUUID()}`;
+    const seen: string[] = [];
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const tail = new StreamTail(connections, stream, async (entries: StreamEntry[]) => {
+      seen.push(...entries.map((e) => e.fields[1]));
+      if (seen.length === 1) await gate;
+    });
+    tail.start();
+    await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+    await redis.xadd(stream, '*', 'n', '1');
+    await eventually(() => seen.join(), (all) => all === '1');
+    await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+    await redis.xadd(stream, '*', 'n', '2');
+    // entry 2 is read (the blocked read returned) while batch 1 is still in hand
+    await eventually(() => tailClient(stream), (line) => line !== undefined && !/flags=b/.test(line));
+    const stopped = tail.stop();
+    openGate();
+    await stopped;
+    expect(seen).toEqual(['1', '2']);
+    await eventually(() => tailClient(stream), (line) => line === undefined);
   });
 });

@@ -41,7 +41,10 @@ export class StreamTail {
     this.running = this.loop(this.connection);
   }
 
-  /** Idempotent: stops reading, releases the connection, waits for the loop to end. */
+  /**
+   * Idempotent: stops reading, releases the connection, and waits for the loop to end, including
+   * the handling of every batch already read (the one in hand and the one read ahead of it).
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.connection) {

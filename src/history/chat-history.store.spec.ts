@@ -108,6 +108,28 @@ describe('ChatHistoryStore (real Redis)', () => {
       expect(await store.getStatus('s-go', 'm1')).toBe('cancelled');
     });
 
+    it('with announcedOnly, reads only the message itself until it is announced or ended', async () => {
+      await store.appendUserMessage('s-poll', 'm1', user('a'));
+      await store.appendUserMessage('s-poll', 'm2', user('b'));
+      // ready (first message) but not announced: not looked at, not started
+      expect(await store.turn('s-poll', 'm1', { start: true, announcedOnly: true })).toEqual({
+        status: 'queued',
+        userAnnounced: false,
+        ready: false,
+        started: null,
+        context: [],
+      });
+      expect(await store.getStatus('s-poll', 'm1')).toBe('queued');
+      expect(await store.turn('s-poll', 'unknown', { announcedOnly: true })).toEqual({ status: null, userAnnounced: false, ready: null, started: null, context: [] });
+      await store.markUserAnnounced('s-poll', 'm1');
+      expect(await store.turn('s-poll', 'm1', { start: true, announcedOnly: true })).toMatchObject({ userAnnounced: true, ready: true, started: 'started' });
+      await store.finish('s-poll', 'm1', 'completed', answer);
+      await store.markAnnounced('s-poll', 'm1', '1-1');
+      // an ended message is read in full even without its mark (a redelivery announces its outcome)
+      await store.finish('s-poll', 'm2', 'cancelled', answer);
+      expect(await store.turn('s-poll', 'm2', { announcedOnly: true })).toMatchObject({ status: 'cancelled', userAnnounced: false, ready: true });
+    });
+
     it('is ready for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));
       expect(await store.turn('s-first', 'm1')).toEqual({ status: 'queued', userAnnounced: false, ready: true, started: null, context: [] });

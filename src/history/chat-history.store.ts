@@ -143,7 +143,10 @@ return 0
  * recorded cancel is also marked streaming with that empty reply part, as markStreaming does (the
  * 4th value: 1 started, 3 a recorded cancel refused it, 0 not tried) — one round trip less before
  * the model request.
- * KEYS: order list, messages hash. ARGV: messageId, limit, start part ('' = do not start), ttl.
+ * With ARGV[5] = '1' (a worker waiting for the announce mark) a message neither announced nor ended
+ * gets only its own two fields read (ready 0 then: not looked at), not the scan of every earlier
+ * message: a worker may poll this for seconds when an API died between queueing and announcing.
+ * KEYS: order list, messages hash. ARGV: messageId, limit, start part ('' = do not start), ttl, announced-only.
  */
 const TURN = new LuaScript(`${FINAL_LUA}
 -- HMGET in chunks: unpack() has a limit, and HISTORY_MAX_MESSAGES allows 10,000
@@ -156,13 +159,17 @@ local function hmget(key, fields)
   end
   return out
 end
+local own = redis.call('HMGET', KEYS[2], ARGV[1] .. ':status', ARGV[1] .. ':user-announced')
+local reply = { own[1], own[2] and 1 or 0, -1, 0 }
+if ARGV[5] == '1' and not own[2] and not (own[1] and final(own[1])) then
+  if own[1] then reply[3] = 0 end
+  return reply
+end
 local order = redis.call('LRANGE', KEYS[1], 0, -1)
 local index = nil
 for i, id in ipairs(order) do
   if id == ARGV[1] then index = i break end
 end
-local own = redis.call('HMGET', KEYS[2], ARGV[1] .. ':status', ARGV[1] .. ':user-announced')
-local reply = { own[1], own[2] and 1 or 0, -1, 0 }
 if not index then return reply end
 local fields = {}
 for i = 1, index - 1 do
@@ -310,12 +317,15 @@ export class ChatHistoryStore {
    * chat.completed. `ready` is null when `messageId` is not in the history (cleared, or not written
    * yet). The context holds completed exchanges only (a failed turn has no answer to learn from),
    * at most CONTEXT_MAX_MESSAGES of them, newest kept; only those are parsed.
+   * `announcedOnly`: for a message neither announced nor ended, only its status and mark are read
+   * (`ready` false, not looked at): the cheap poll of a worker waiting for the mark.
    */
-  async turn(sessionId: string, messageId: string, options: { start?: boolean } = {}): Promise<TurnState> {
+  async turn(sessionId: string, messageId: string, options: { start?: boolean; announcedOnly?: boolean } = {}): Promise<TurnState> {
     const keys = sessionKeys(sessionId);
     const limit = this.config.history.contextMessages;
     const startPart = options.start ? JSON.stringify(emptyReply()) : '';
-    const reply: unknown = await TURN.run(this.redis.commands, [keys.order, keys.messages], [messageId, limit, startPart, this.config.history.ttlSeconds]);
+    const args = [messageId, limit, startPart, this.config.history.ttlSeconds, options.announcedOnly ? '1' : ''];
+    const reply: unknown = await TURN.run(this.redis.commands, [keys.order, keys.messages], args);
     if (!Array.isArray(reply)) throw new Error('unexpected reply to the turn script');
     const [rawStatus, announced, ready, startedCode, ...parts] = reply as unknown[];
     const status = typeof rawStatus === 'string' ? parseStatus(rawStatus) : null;
