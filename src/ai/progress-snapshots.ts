@@ -46,13 +46,19 @@ export class ProgressSnapshots {
     return this.first;
   }
 
-  /** Records a published delta; saves when the last save is old enough. */
+  /**
+   * Records a published delta; saves when the last save is old enough. A failed save is logged and
+   * tried again a second later, like the first one it does not fail the answer.
+   */
   async published(kind: 'thinking' | 'content', text: string, eventId: string): Promise<void> {
     if (kind === 'thinking') this.thinking += text;
     else this.content += text;
     this.lastEventId = eventId;
     await this.settled();
-    if (Date.now() - this.savedAt >= EVERY_MS) await this.save();
+    if (Date.now() - this.savedAt < EVERY_MS) return;
+    await this.save().catch((err: unknown) => {
+      logger.warn(about(this.ref, `progress snapshot not saved: ${(err as Error).message}`));
+    });
   }
 
   private async save(): Promise<void> {
