@@ -48,7 +48,7 @@ export class ProgressSnapshots {
 
   /**
    * Records a published delta; saves when the last save is old enough. A failed save is logged and
-   * tried again a second later, like the first one it does not fail the answer.
+   * tried again a second later: like the first one, it does not fail the answer.
    */
   async published(kind: 'thinking' | 'content', text: string, eventId: string): Promise<void> {
     if (kind === 'thinking') this.thinking += text;
