@@ -53,7 +53,7 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     const resumers: { from: string; fromIndex: number; got: string[] }[] = [];
     const opening: Promise<unknown>[] = [];
     // A live client; every 7th event it "reconnects" from an event a few back, at the very moment
-    // the relay delivers (the tightest moment: the missed events' log copies are still in flight).
+    // the relay delivers: the events it missed must come from the log, the rest live, none twice.
     const stopLive = hub.subscribe(sessionId, (event) => {
       delivered.push(event);
       const index = delivered.length - 1;

@@ -37,11 +37,8 @@ export class ChatEventsRelay {
   }
 
   /**
-   * Queues the batch's copies into the session logs, then delivers it without waiting for them: a
-   * resuming client on this process reads the log on the same command connection after it
-   * subscribed, and Redis runs that read after the copies queued before it, so an event it can no
-   * longer receive live is in what it replays (see ResumableEvents). The copies of the next batch
-   * wait for these (a log's ids must grow, also across a retry).
+   * Copies the batch into the session logs first, then delivers it: an event a client can receive
+   * live is always already in the log a resuming client replays (see ResumableEvents).
    */
   private async deliver(entries: StreamEntry[], sink: EventSink): Promise<void> {
     const events: DeliveredEvent[] = [];
@@ -61,8 +58,7 @@ export class ChatEventsRelay {
         refreshesTtl: type === 'chat.user_message' || FINAL_EVENT_TYPES.has(type),
       });
     }
-    // Called, not awaited: its first attempt's commands are queued on the connection right here.
-    const logged = this.logWithRetry(logEntries);
+    await this.logWithRetry(logEntries);
     for (const event of events) {
       try {
         sink(event);
@@ -71,7 +67,6 @@ export class ChatEventsRelay {
       }
       this.hub.dispatch(event);
     }
-    await logged;
   }
 
   /** A Redis hiccup must not drop live delivery: retry briefly, then deliver anyway (logged). */

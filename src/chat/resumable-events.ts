@@ -13,11 +13,9 @@ export interface EventTarget {
 /**
  * Resume without gap or duplicate: listen first (buffering), replay the session log after the
  * client's last id, then go live. Event ids follow one order (chat:outgoing), and this process's
- * relay queues each event's copy into the session log on the command connection before delivering
- * it, so the replay (read on that connection after subscribing, run by Redis after those copies)
- * holds every event delivered before the subscription; every event missing from the replay arrives
- * live with an id above the replay's last one; live events at or below it are copies of replayed
- * ones (this relay was behind) and are dropped.
+ * relay writes each event into the session log before delivering it, so every event missing from
+ * the replay arrives live with an id above the replay's last one; live events at or below it are
+ * copies of replayed ones (this relay was behind) and are dropped.
  */
 @Injectable()
 export class ResumableEvents {
