@@ -1,15 +1,12 @@
 import type { Redis } from 'ioredis';
 import { freePort } from '../../test/support/redis-server';
-import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
-import { AppConfig } from '../config/app-config';
-import { validateEnvironment } from '../config/environment';
+import { appConnections, freshRedis, testRedisUrl } from '../../test/support/test-redis';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { ChatHistoryStore } from '../history/chat-history.store';
 import { ProgressSnapshots } from './progress-snapshots';
 
-function storeAt(url: string): { connections: RedisConnections; store: ChatHistoryStore } {
-  const config = new AppConfig(validateEnvironment({ REDIS_URL: url }));
-  const connections = new RedisConnections(config);
+async function storeAt(url: string, connect: boolean): Promise<{ connections: RedisConnections; store: ChatHistoryStore }> {
+  const { config, connections } = await appConnections(url, connect);
   return { connections, store: new ChatHistoryStore(connections, config) };
 }
 
@@ -25,8 +22,7 @@ describe('ProgressSnapshots', () => {
   });
 
   it('saves the empty answer once chat.started is written, resuming right after it', async () => {
-    const { connections, store } = storeAt(testRedisUrl());
-    await connections.onModuleInit();
+    const { connections, store } = await storeAt(testRedisUrl(), true);
     try {
       const ref = { sessionId: 's-progress', messageId: 'm1' };
       await store.appendUserMessage(ref.sessionId, ref.messageId, { content: 'hi', createdAt: new Date().toISOString() });
@@ -46,7 +42,7 @@ describe('ProgressSnapshots', () => {
 
   it('never fails the answer when a snapshot cannot be saved', async () => {
     // Nothing listens there: every write fails at once (no offline queue).
-    const { connections, store } = storeAt(`redis://127.0.0.1:${await freePort()}`);
+    const { connections, store } = await storeAt(`redis://127.0.0.1:${await freePort()}`, false);
     try {
       const progress = new ProgressSnapshots(store, { sessionId: 's-down', messageId: 'm1' }, Promise.resolve('1-0'));
       progress.begin();

@@ -1,9 +1,7 @@
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { eventually } from '../../test/support/eventually';
-import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
-import { AppConfig } from '../config/app-config';
-import { validateEnvironment } from '../config/environment';
+import { appConnections, freshRedis } from '../../test/support/test-redis';
 import { DeliveredEvent } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { RedisConnections } from '../event-bus/redis-connections';
@@ -24,10 +22,9 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
 
   beforeAll(async () => {
     redis = await freshRedis();
-    const config = new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl() }));
-    connections = new RedisConnections(config);
-    await connections.onModuleInit();
-    bus = new EventBus(connections, config);
+    const app = await appConnections();
+    connections = app.connections;
+    bus = new EventBus(connections, app.config);
     hub = new SessionEventHub();
     relay = new ChatEventsRelay(connections, hub, bus);
     resumable = new ResumableEvents(hub, new SessionEventLog(connections));

@@ -1,8 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
-import { AppConfig } from '../config/app-config';
-import { validateEnvironment } from '../config/environment';
+import { appConnections, freshRedis } from '../../test/support/test-redis';
 import { EventBus } from '../event-bus/event-bus.service';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { SessionEventLog } from '../event-bus/session-event-log';
@@ -21,9 +19,9 @@ describe('ChatService.send (real Redis)', () => {
   beforeAll(async () => {
     Logger.overrideLogger(['error']);
     redis = await freshRedis();
-    const config = new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl() }));
-    connections = new RedisConnections(config);
-    await connections.onModuleInit();
+    const app = await appConnections();
+    const config = app.config;
+    connections = app.connections;
     history = new ChatHistoryStore(connections, config);
     // The limits are not under test here (they have their own e2e tests): let every send through.
     const noLimits = { check: () => Promise.resolve() } as unknown as SendLimits;

@@ -1,9 +1,7 @@
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { eventually } from '../../test/support/eventually';
-import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
-import { AppConfig } from '../config/app-config';
-import { validateEnvironment } from '../config/environment';
+import { appConnections, freshRedis } from '../../test/support/test-redis';
 import { RedisConnections } from './redis-connections';
 import { StreamEntry } from './stream-reply';
 import { StreamTail } from './stream-tail';
@@ -14,8 +12,7 @@ describe('StreamTail (real Redis)', () => {
 
   beforeAll(async () => {
     redis = await freshRedis();
-    connections = new RedisConnections(new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl() })));
-    await connections.onModuleInit();
+    ({ connections } = await appConnections());
   });
 
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { freshRedis, testRedisUrl } from '../../test/support/test-redis';
+import { appConnections, freshRedis, testRedisUrl } from '../../test/support/test-redis';
 import { AppConfig } from '../config/app-config';
 import { validateEnvironment } from '../config/environment';
 import { RedisConnections } from '../event-bus/redis-connections';
@@ -13,10 +13,9 @@ describe('ChatHistoryStore (real Redis)', () => {
 
   beforeAll(async () => {
     redis = await freshRedis();
-    const config = new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl() }));
-    connections = new RedisConnections(config);
-    await connections.onModuleInit();
-    store = new ChatHistoryStore(connections, config);
+    const app = await appConnections();
+    connections = app.connections;
+    store = new ChatHistoryStore(connections, app.config);
   });
 
   afterAll(async () => {

@@ -1,4 +1,7 @@
 import { Redis } from 'ioredis';
+import { AppConfig } from '../../src/config/app-config';
+import { validateEnvironment } from '../../src/config/environment';
+import { RedisConnections } from '../../src/event-bus/redis-connections';
 import { replyField } from '../../src/event-bus/stream-reply';
 
 /**
@@ -11,6 +14,18 @@ export function testRedisUrl(): string {
   const worker = Number(process.env.JEST_WORKER_ID ?? '1');
   const db = ((worker - 1) % 15) + 1;
   return `${base}/${db}`;
+}
+
+/**
+ * The app's validated config and its Redis connections, as a spec builds the providers under test.
+ * Connected first unless `connect` is false (a spec against a Redis that is not there: connecting
+ * would wait for it).
+ */
+export async function appConnections(url = testRedisUrl(), connect = true): Promise<{ config: AppConfig; connections: RedisConnections }> {
+  const config = new AppConfig(validateEnvironment({ REDIS_URL: url }));
+  const connections = new RedisConnections(config);
+  if (connect) await connections.onModuleInit();
+  return { config, connections };
 }
 
 /** A plain client for assertions, on a fresh (flushed) database. */
