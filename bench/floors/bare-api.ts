@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
+import { parseReadReply } from '../../src/event-bus/stream-reply';
 import { floorParams, runFloorChild } from './child-protocol';
 
 const { redisUrl, incoming, outgoing } = floorParams<{ redisUrl: string; incoming: string; outgoing: string }>();
@@ -44,13 +45,10 @@ let relaying = true;
 async function relay(): Promise<void> {
   let last = '$';
   while (relaying) {
-    const reply = (await blocking.xread('COUNT', 500, 'BLOCK', 500, 'STREAMS', outgoing, last)) as [string, [string, string[]][]][] | null;
-    for (const [, entries] of reply ?? []) {
-      for (const [id, fields] of entries) {
-        last = id;
-        const payload = JSON.parse(fields[3]) as { sessionId: string };
-        chat.to(payload.sessionId).emit(fields[1], payload);
-      }
+    for (const { id, fields } of parseReadReply(await blocking.xread('COUNT', 500, 'BLOCK', 500, 'STREAMS', outgoing, last))) {
+      last = id;
+      const payload = JSON.parse(fields[3]) as { sessionId: string };
+      chat.to(payload.sessionId).emit(fields[1], payload);
     }
   }
 }

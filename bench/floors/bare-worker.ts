@@ -7,6 +7,7 @@
 import { Redis } from 'ioredis';
 import { Ollama } from 'ollama';
 import { NodeHttpFetch } from '../../src/ai/providers/node-http-fetch';
+import { parseReadReply } from '../../src/event-bus/stream-reply';
 import { floorParams, runFloorChild } from './child-protocol';
 
 const { redisUrl, host, model, incoming, outgoing, group } = floorParams<{
@@ -41,11 +42,8 @@ async function answer(id: string, command: { sessionId: string; messageId: strin
 let reading = true;
 async function consume(): Promise<void> {
   while (reading) {
-    const reply = (await blocking.xreadgroup('GROUP', group, 'bare', 'COUNT', 64, 'BLOCK', 500, 'STREAMS', incoming, '>')) as [string, [string, string[]][]][] | null;
-    for (const [, entries] of reply ?? []) {
-      for (const [id, fields] of entries) {
-        answer(id, JSON.parse(fields[1]) as { sessionId: string; messageId: string; content: string }).catch((err: Error) => process.stderr.write(`${err.stack}\n`));
-      }
+    for (const { id, fields } of parseReadReply(await blocking.xreadgroup('GROUP', group, 'bare', 'COUNT', 64, 'BLOCK', 500, 'STREAMS', incoming, '>'))) {
+      answer(id, JSON.parse(fields[1]) as { sessionId: string; messageId: string; content: string }).catch((err: Error) => process.stderr.write(`${err.stack}\n`));
     }
   }
 }

@@ -5,6 +5,7 @@
  * does. No history, turn order or session-log copy.
  */
 import { Redis } from 'ioredis';
+import { parseReadReply } from '../../src/event-bus/stream-reply';
 import { floorParams, runFloorChild } from './child-protocol';
 
 const { redisUrl, writers, stream } = floorParams<{ redisUrl: string; writers: number; stream: string }>();
@@ -28,12 +29,9 @@ async function write(): Promise<void> {
 async function tail(): Promise<void> {
   let last = '$';
   while (running) {
-    const reply = (await blocking.xread('COUNT', 500, 'BLOCK', 200, 'STREAMS', stream, last)) as [string, [string, string[]][]][] | null;
-    for (const [, entries] of reply ?? []) {
-      for (const [id, fields] of entries) {
-        last = id;
-        if ((JSON.parse(fields[5]) as { delta?: string }).delta !== undefined) read++;
-      }
+    for (const { id, fields } of parseReadReply(await blocking.xread('COUNT', 500, 'BLOCK', 200, 'STREAMS', stream, last))) {
+      last = id;
+      if ((JSON.parse(fields[5]) as { delta?: string }).delta !== undefined) read++;
     }
   }
 }
