@@ -40,7 +40,7 @@ describe('ChatService.send (real Redis)', () => {
     const sent = await chat.send({ sessionId: 's-ok', content: 'hello' });
     const commands = await redis.xrange(STREAMS.incoming, '-', '+');
     expect(commands.some(([, fields]) => fields.join(' ').includes(sent.messageId))).toBe(true);
-    expect(await history.entryState('s-ok', sent.messageId)).toEqual({ status: 'queued', userAnnounced: true });
+    expect(await history.turn('s-ok', sent.messageId)).toMatchObject({ status: 'queued', userAnnounced: true });
     expect(await userMessages('s-ok')).toHaveLength(1);
   });
 

@@ -71,7 +71,7 @@ describe('ChatHistoryStore (real Redis)', () => {
     it('never recreate a cleared conversation (it would have no expiry)', async () => {
       await store.appendUserMessage('s-mark', 'm1', user('a'));
       await store.markUserAnnounced('s-mark', 'm1');
-      expect((await store.entryState('s-mark', 'm1')).userAnnounced).toBe(true);
+      expect((await store.turn('s-mark', 'm1')).userAnnounced).toBe(true);
       await store.clear('s-mark');
       await store.markUserAnnounced('s-mark', 'm1');
       await store.markAnnounced('s-mark', 'm1', '1-0');

@@ -355,12 +355,6 @@ export class ChatHistoryStore {
     await MARK.run(this.redis.commands, [sessionKeys(sessionId).messages], [field.user(messageId), field.userAnnounced(messageId), '1']);
   }
 
-  /** The cheap part of `turn`: the message's status and whether its chat.user_message went out. */
-  async entryState(sessionId: string, messageId: string): Promise<Pick<TurnState, 'status' | 'userAnnounced'>> {
-    const [status, announced] = await this.redis.commands.hmget(sessionKeys(sessionId).messages, field.status(messageId), field.userAnnounced(messageId));
-    return { status: status === null ? null : parseStatus(status), userAnnounced: announced !== null };
-  }
-
   async getStatus(sessionId: string, messageId: string) {
     const raw = await this.redis.commands.hget(sessionKeys(sessionId).messages, field.status(messageId));
     return raw === null ? null : parseStatus(raw);
