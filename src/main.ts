@@ -26,7 +26,8 @@ async function bootstrap(): Promise<void> {
   app.use(requestLog(new NestLogger('HTTP')));
   // Self-hosted instances are often reached over plain http on a LAN: upgrading the page's own
   // requests to https would break it there.
-  if (config.http.trustProxy !== null) app.set('trust proxy', config.http.trustProxy);
+  // The compiled function itself: Express uses it as given, and the sockets use the same one.
+  app.set('trust proxy', config.http.trustProxy);
   // API answers are small and never revalidated: hashing each (SHA-1) for an ETag was wasted work.
   // Static files keep theirs (serve-static sets its own).
   app.set('etag', false);

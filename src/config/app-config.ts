@@ -1,8 +1,18 @@
 import { Environment } from './environment';
+import { compileTrustProxy, TrustProxy } from './trust-proxy';
 
 /** The service's settings, typed and grouped. Built once from the validated environment. */
 export class AppConfig {
-  readonly http: { port: number; corsOrigins: string[] | null; trustProxy: boolean | number | string | null };
+  readonly http: {
+    port: number;
+    corsOrigins: string[] | null;
+    /** Compiled TRUST_PROXY: Express's `trust proxy` and the sockets' client address use this one function. */
+    trustProxy: TrustProxy;
+    docsEnabled: boolean;
+    /** /health names each dependency's details only when set. */
+    healthDetails: boolean;
+    metricsToken: string | null;
+  };
   readonly redis: { url: string; streamMaxLen: number; sessionEventsMaxLen: number };
   readonly ai: {
     provider: 'ollama' | 'mock';
@@ -21,12 +31,23 @@ export class AppConfig {
     claimIdleMs: number;
     maxDeliveries: number;
   };
-  readonly auth: { mode: 'token' | 'none'; sessionSecret: string | null };
+  readonly auth: {
+    mode: 'token' | 'none';
+    sessionSecret: string | null;
+    /** Secrets that signed earlier tokens, still accepted for verification. */
+    previousSecrets: string[];
+    tokenTtlSeconds: number;
+  };
   readonly limits: {
     maxMessageChars: number;
     sessionPerMinute: number;
     ipPerMinute: number;
     maxBacklog: number;
+    newSessionsPerMinute: number;
+    connectionsPerSession: number;
+    connectionsPerAddress: number;
+    socketEventsPerMinute: number;
+    socketEventBurst: number;
   };
   readonly history: { maxMessages: number; contextMessages: number; ttlSeconds: number };
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -40,7 +61,10 @@ export class AppConfig {
       corsOrigins: env.CORS_ORIGINS
         ? env.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
         : null,
-      trustProxy: parseTrustProxy(env.TRUST_PROXY),
+      trustProxy: compileTrustProxy(env.TRUST_PROXY),
+      docsEnabled: env.DOCS_ENABLED,
+      healthDetails: env.HEALTH_DETAILS,
+      metricsToken: env.METRICS_TOKEN ?? null,
     };
     this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN, sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN };
     this.ai = {
@@ -60,12 +84,22 @@ export class AppConfig {
       claimIdleMs: env.WORKER_CLAIM_IDLE_MS,
       maxDeliveries: env.WORKER_MAX_DELIVERIES,
     };
-    this.auth = { mode: env.AUTH_MODE, sessionSecret: env.SESSION_SECRET ?? null };
+    this.auth = {
+      mode: env.AUTH_MODE,
+      sessionSecret: env.SESSION_SECRET ?? null,
+      previousSecrets: (env.SESSION_SECRET_PREVIOUS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+      tokenTtlSeconds: env.TOKEN_TTL_SECONDS,
+    };
     this.limits = {
       maxMessageChars: env.MAX_MESSAGE_CHARS,
       sessionPerMinute: env.RATE_LIMIT_SESSION_PER_MINUTE,
       ipPerMinute: env.RATE_LIMIT_IP_PER_MINUTE,
       maxBacklog: env.MAX_BACKLOG,
+      newSessionsPerMinute: env.RATE_LIMIT_NEW_SESSIONS_PER_MINUTE,
+      connectionsPerSession: env.MAX_CONNECTIONS_PER_SESSION,
+      connectionsPerAddress: env.MAX_CONNECTIONS_PER_ADDRESS,
+      socketEventsPerMinute: env.SOCKET_EVENTS_PER_MINUTE,
+      socketEventBurst: env.SOCKET_EVENT_BURST,
     };
     this.history = {
       maxMessages: env.HISTORY_MAX_MESSAGES,
@@ -77,11 +111,4 @@ export class AppConfig {
     this.workerMetricsPort = env.WORKER_METRICS_PORT;
     this.production = env.NODE_ENV === 'production';
   }
-}
-
-function parseTrustProxy(value: string | undefined): boolean | number | string | null {
-  if (value === undefined) return null;
-  if (value === 'true') return true;
-  if (value === 'false') return null;
-  return /^\d+$/.test(value) ? Number(value) : value;
 }

@@ -11,8 +11,40 @@ import {
   Max,
   Min,
   MinLength,
+  Validate,
   validateSync,
+  ValidatorConstraint,
+  ValidatorConstraintInterface,
 } from 'class-validator';
+import { compileTrustProxy } from './trust-proxy';
+
+@ValidatorConstraint({ name: 'trustProxy' })
+class TrustProxyRule implements ValidatorConstraintInterface {
+  validate(value: unknown): boolean {
+    if (typeof value !== 'string') return false;
+    try {
+      compileTrustProxy(value);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  defaultMessage(): string {
+    return 'TRUST_PROXY must be true, false, a hop count (0, 1, ...) or comma-separated addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ...)';
+  }
+}
+
+@ValidatorConstraint({ name: 'previousSecrets' })
+class PreviousSecretsRule implements ValidatorConstraintInterface {
+  validate(value: unknown): boolean {
+    return typeof value === 'string' && value.split(',').every((secret) => secret.trim().length >= 16);
+  }
+
+  defaultMessage(): string {
+    return 'SESSION_SECRET_PREVIOUS must be comma-separated secrets of at least 16 characters each';
+  }
+}
 
 /** Env values arrive as strings; only the exact words are accepted so a typo fails start-up. */
 const toBoolean = ({ value }: { value: unknown }): unknown => {
@@ -93,11 +125,56 @@ export class Environment {
   NODE_ENV?: string;
 
   /**
-   * Behind a reverse proxy: Express's `trust proxy` value (`true`, a hop count, or addresses such as
-   * `loopback`), so per-address rate limits see the client, not the proxy. Unset: the socket peer.
+   * Behind a reverse proxy: Express's `trust proxy` value (`true`, a hop count, or addresses and
+   * subnets such as `loopback, 10.0.0.0/8`), so per-address limits see the client, not the proxy.
+   * Unset or `false`: the connecting peer. Checked by compiling it (see client-address.ts).
    */
-  @IsOptional() @IsString()
+  @IsOptional() @IsString() @Validate(TrustProxyRule)
   TRUST_PROXY?: string;
+
+  /**
+   * Earlier values of SESSION_SECRET, comma-separated: tokens they signed are still accepted (until
+   * they expire), new tokens are signed with SESSION_SECRET. For rotating the secret without
+   * logging everyone out.
+   */
+  @IsOptional() @IsString() @Validate(PreviousSecretsRule)
+  SESSION_SECRET_PREVIOUS?: string;
+
+  /** A session token is valid this long after it was issued; POST /sessions/:id/token issues a fresh one. */
+  @Transform(toInt) @IsInt() @Min(60)
+  TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+
+  /** Sessions one client address may create per minute (POST /sessions); 0 turns the limit off. */
+  @Transform(toInt) @IsInt() @Min(0)
+  RATE_LIMIT_NEW_SESSIONS_PER_MINUTE = 30;
+
+  /** Open event connections (Socket.IO, SSE, plain WebSocket) of one session on one API process; 0 = no cap. */
+  @Transform(toInt) @IsInt() @Min(0)
+  MAX_CONNECTIONS_PER_SESSION = 20;
+
+  /** Open connections (Socket.IO, SSE, plain WebSocket, authenticated or not) from one address on one API process; 0 = no cap. */
+  @Transform(toInt) @IsInt() @Min(0)
+  MAX_CONNECTIONS_PER_ADDRESS = 200;
+
+  /** Events one socket may send per minute (Socket.IO and plain WebSocket; every event counts). */
+  @Transform(toInt) @IsInt() @Min(1)
+  SOCKET_EVENTS_PER_MINUTE = 120;
+
+  /** Events one socket may send in a burst before SOCKET_EVENTS_PER_MINUTE applies. */
+  @Transform(toInt) @IsInt() @Min(1)
+  SOCKET_EVENT_BURST = 20;
+
+  /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
+  @IsOptional() @IsString() @MinLength(16, { message: 'METRICS_TOKEN must be at least 16 characters' })
+  METRICS_TOKEN?: string;
+
+  /** Serve Swagger UI at /docs and the OpenAPI document at /docs-json. */
+  @Transform(toBoolean) @IsBoolean()
+  DOCS_ENABLED = true;
+
+  /** GET /health names each dependency's details (Ollama address, model list): for operators on a private network. */
+  @Transform(toBoolean) @IsBoolean()
+  HEALTH_DETAILS = false;
 
   /** `json` (one object per line) or `pretty` (needs the pino-pretty dev dependency). Default: pretty on a terminal outside production. */
   @IsOptional() @IsIn(['json', 'pretty'])
@@ -161,12 +238,42 @@ export class Environment {
 
 export type EnvironmentInput = Record<string, unknown>;
 
+/** Variables whose values are never printed, not even when they are invalid. */
+const SECRET_VARIABLES = new Set(['SESSION_SECRET', 'SESSION_SECRET_PREVIOUS', 'METRICS_TOKEN']);
+/** Variables holding URLs that may carry a password: printed with the password masked. */
+const URL_VARIABLES = new Set(['REDIS_URL', 'OLLAMA_HOST']);
+
+/** How an invalid value is shown in a start-up error: secrets never, URL passwords masked. */
+export function printableValue(name: string, value: unknown): string {
+  if (value === undefined || value === null) return '(unset)';
+  if (SECRET_VARIABLES.has(name)) return '(hidden)';
+  const text = String(value);
+  return JSON.stringify(URL_VARIABLES.has(name) ? maskUrlPassword(text) : text);
+}
+
+/** `scheme://user:secret@host` → `scheme://user:***@host`; anything unparsable after `//…@` is masked too. */
+export function maskUrlPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_all, scheme: string, credentials: string) => {
+    const colon = credentials.indexOf(':');
+    return colon < 0 ? `${scheme}***@` : `${scheme}${credentials.slice(0, colon)}:***@`;
+  });
+}
+
 /**
  * Validates raw env into a typed Environment. Unknown variables are ignored; empty strings count as
- * unset so `FOO=` in a .env file falls back to the default. Throws one error naming every bad variable.
+ * unset so `FOO=` in a .env file falls back to the default. Throws one error naming every bad variable
+ * and its rule, never a secret's value.
  */
 export function validateEnvironment(raw: EnvironmentInput): Environment {
-  const known = Object.keys(new Environment()).concat(['SESSION_SECRET', 'CORS_ORIGINS', 'LOG_FORMAT', 'NODE_ENV', 'TRUST_PROXY']);
+  const known = Object.keys(new Environment()).concat([
+    'SESSION_SECRET',
+    'SESSION_SECRET_PREVIOUS',
+    'METRICS_TOKEN',
+    'CORS_ORIGINS',
+    'LOG_FORMAT',
+    'NODE_ENV',
+    'TRUST_PROXY',
+  ]);
   const picked: Record<string, unknown> = {};
   for (const key of known) {
     const value = raw[key];
@@ -177,7 +284,7 @@ export function validateEnvironment(raw: EnvironmentInput): Environment {
   if (errors.length > 0) {
     const lines = errors.map((e) => {
       const why = Object.values(e.constraints ?? {}).join('; ');
-      return `  ${e.property}=${JSON.stringify(picked[e.property] ?? null)}: ${why}`;
+      return `  ${e.property}=${printableValue(e.property, picked[e.property])}: ${why}`;
     });
     throw new Error(`Invalid configuration:\n${lines.join('\n')}`);
   }

@@ -41,6 +41,8 @@ export function sessionKeys(sessionId: string) {
     clientIds: `${tag}:client-ids`,
     /** STREAM: the session's own event log (bounded, expiring); its entry ids are the eventIds. */
     events: `${tag}:events`,
+    /** STRING, set by DELETE /chat/:sessionId for as long as a token lives: the session's tokens no longer work. */
+    revoked: `${tag}:revoked`,
   } as const;
 }
 
@@ -57,6 +59,11 @@ function sessionTag(sessionId: string): string {
 /** Sends from one client address in the given minute; the address is hashed, never stored. */
 export function addressRateKey(addressHash: string, minute: number): string {
   return `chat:rate:addr:{${addressHash}}:${minute}`;
+}
+
+/** Sessions created from one client address in the given minute; the address is hashed, never stored. */
+export function newSessionRateKey(addressHash: string, minute: number): string {
+  return `chat:rate:new-sessions:{${addressHash}}:${minute}`;
 }
 
 export const GLOBAL_KEYS = {
