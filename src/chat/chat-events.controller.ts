@@ -1,6 +1,7 @@
 import { BadRequestException, Controller, Get, Headers, OnApplicationShutdown, Param, Query, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
+import { AllowQueryToken } from '../auth/allow-query-token.decorator';
 import { SessionAuthGuard } from '../auth/session-auth.guard';
 import { isStreamId } from '../event-bus/stream-reply';
 import { resyncPayload } from './chat.gateway';
@@ -24,6 +25,7 @@ export class ChatEventsController implements OnApplicationShutdown {
   ) {}
 
   @Get(':sessionId/events')
+  @AllowQueryToken()
   @ApiOperation({
     summary: 'The session\'s events as server-sent events',
     description:

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 
 /** npm runs the tests from the project root. */
 const ROOT = process.cwd();
+/** The built service: dist/ (what `npm test` builds), or APP_DIST to run a build kept elsewhere. */
+const DIST = process.env.APP_DIST ?? join(ROOT, 'dist');
 
 /**
  * How a process ended. Nest's shutdown hooks re-raise the signal after cleaning up, so a graceful
@@ -44,7 +46,7 @@ export class AppProcess {
 
   static async start(options: AppProcessOptions): Promise<AppProcess> {
     const entry = options.entry ?? 'main';
-    const child = spawn(process.execPath, [join(ROOT, 'dist', `${entry}.js`)], {
+    const child = spawn(process.execPath, [join(DIST, `${entry}.js`)], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', PORT: '0', LOG_LEVEL: 'info', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -12,7 +12,7 @@ declare global {
  * port. Tests read TEST_REDIS_URL (a base URL; each jest worker uses its own database index).
  */
 export default async function globalSetup(): Promise<void> {
-  if (!existsSync(join(process.cwd(), 'dist', 'main.js'))) {
+  if (!existsSync(join(process.env.APP_DIST ?? join(process.cwd(), 'dist'), 'main.js'))) {
     throw new Error('dist/ is missing: run `npm test` (it builds first) or `npm run build` before jest.');
   }
   if (process.env.REDIS_URL) {
