@@ -6,17 +6,14 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import helmet from 'helmet';
 import { join } from 'node:path';
 import { AppModule } from './app.module';
+import { bodyLimitBytes } from './app/body-limit';
 import { ConfiguredIoAdapter } from './app/configured-io.adapter';
 import { HttpErrorsFilter } from './app/http-errors.filter';
 import { setupSwagger } from './app/swagger';
 import { createValidationPipe } from './app/validation';
 import { requestLog } from './observability/request-log';
 import { AppConfig } from './config/app-config';
-
-/** Largest JSON body accepted: a maximal message plus room for the other fields. */
-function bodyLimit(config: AppConfig): number {
-  return config.limits.maxMessageChars * 4 + 16 * 1024;
-}
+import { ConnectionCaps } from './limits/connection-caps';
 
 async function bootstrap(): Promise<void> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule, { bufferLogs: true, bodyParser: false });
@@ -32,14 +29,14 @@ async function bootstrap(): Promise<void> {
   // Static files keep theirs (serve-static sets its own).
   app.set('etag', false);
   app.use(helmet({ contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } } }));
-  app.useBodyParser('json', { limit: bodyLimit(config) });
+  app.useBodyParser('json', { limit: bodyLimitBytes(config) });
   app.enableCors(config.http.corsOrigins ? { origin: config.http.corsOrigins, credentials: true } : { origin: false });
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new HttpErrorsFilter());
-  app.useWebSocketAdapter(new ConfiguredIoAdapter(app, config));
+  app.useWebSocketAdapter(new ConfiguredIoAdapter(app, config, app.get(ConnectionCaps)));
   app.useStaticAssets(join(__dirname, 'public'), { index: 'index.html' });
   app.enableShutdownHooks();
-  setupSwagger(app);
+  if (config.http.docsEnabled) setupSwagger(app);
   await app.listen(config.http.port);
   const url = await app.getUrl();
   if (config.auth.mode === 'none') NestLogger.warn('AUTH_MODE=none: any session id is accepted without a token (local use only)', 'Bootstrap');

@@ -26,8 +26,31 @@ const REASONS: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/**
+ * Errors of body-parser and Express (malformed JSON, a body too large, a bad percent-encoding)
+ * carry a status and the parser's own text, which quotes the client's input: they get fixed
+ * sentences. Nest hands them over wrapped in an HttpException whose cause is the original.
+ */
+function requestParseProblem(err: unknown): ErrorBody | null {
+  const source = err instanceof HttpException ? err.cause : err;
+  const status = (source as { status?: unknown } | null)?.status;
+  if (!(source instanceof Error) || source instanceof HttpException || typeof status !== 'number' || status < 400 || status >= 500) return null;
+  const type = (source as { type?: unknown }).type;
+  const message =
+    type === 'entity.parse.failed' || source instanceof SyntaxError
+      ? 'malformed JSON body'
+      : type === 'entity.too.large'
+        ? 'request body too large'
+        : source instanceof URIError
+          ? 'malformed percent-encoding in the URL'
+          : 'invalid request';
+  return { statusCode: status, error: REASONS[status] ?? 'Error', message };
+}
+
 /** Turns any error into the contract's JSON shape; internals never leak to the client. */
 export function toErrorBody(err: unknown): ErrorBody {
+  const parseProblem = requestParseProblem(err);
+  if (parseProblem) return parseProblem;
   if (err instanceof HttpException) {
     const status = err.getStatus();
     const response = err.getResponse();
@@ -43,14 +66,6 @@ export function toErrorBody(err: unknown): ErrorBody {
   }
   if (isRedisUnavailable(err)) {
     return { statusCode: 503, error: REASONS[503], message: 'The message store (Redis) is unavailable; retry shortly' };
-  }
-  // body-parser errors carry their own status (malformed JSON, body too large).
-  const status = (err as { status?: unknown; type?: unknown } | null)?.status;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    const type = (err as { type?: unknown }).type;
-    const message =
-      type === 'entity.parse.failed' ? 'malformed JSON body' : type === 'entity.too.large' ? 'request body too large' : 'invalid request';
-    return { statusCode: status, error: REASONS[status] ?? 'Error', message };
   }
   return { statusCode: 500, error: REASONS[500], message: 'internal error' };
 }

@@ -32,11 +32,34 @@ export function hiddenKeyProblem(raw: unknown): string | null {
   return found.length ? found.map((key) => `property ${key} should not exist`).join('; ') : null;
 }
 
+/** Payloads are flat objects; anything deeper or wider is refused before class-transformer walks it (recursively). */
+const MAX_DEPTH = 4;
+const MAX_NODES = 200;
+
+/**
+ * Why a payload's shape cannot be valid, or null. Iterative, so a payload nested 100,000 levels deep
+ * (which would overflow the stack of the recursive transform and validation) is refused cheaply.
+ */
+export function shapeProblem(raw: unknown): string | null {
+  const pending: [unknown, number][] = [[raw, 1]];
+  let nodes = 0;
+  while (pending.length) {
+    const [value, depth] = pending.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > MAX_DEPTH) return `payload is nested too deeply (at most ${MAX_DEPTH} levels)`;
+    for (const child of Object.values(value)) {
+      if (++nodes > MAX_NODES) return `payload has too many fields (at most ${MAX_NODES})`;
+      pending.push([child, depth + 1]);
+    }
+  }
+  return null;
+}
+
 class StrictValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     // Only for bodies bound to a DTO class; untyped bodies (socket handlers validate their own) pass.
     const typed = metadata.type === 'body' && metadata.metatype !== undefined && metadata.metatype !== Object;
-    const problem = typed ? hiddenKeyProblem(value) : null;
+    const problem = typed ? shapeProblem(value) ?? hiddenKeyProblem(value) : null;
     if (problem) throw new BadRequestException(problem);
     return super.transform(value, metadata);
   }
@@ -55,7 +78,7 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; message: string
 /** Validates a socket payload exactly like the pipe validates an HTTP body. */
 export async function validatePayload<T extends object>(cls: new () => T, raw: unknown): Promise<Validated<T>> {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, message: 'payload must be a JSON object' };
-  const hidden = hiddenKeyProblem(raw);
+  const hidden = shapeProblem(raw) ?? hiddenKeyProblem(raw);
   if (hidden) return { ok: false, message: hidden };
   const instance = plainToInstance(cls, raw);
   const errors = await validate(instance, VALIDATION_OPTIONS);

@@ -8,6 +8,8 @@ import { resyncPayload } from './chat.gateway';
 import { ResumableEvents } from './resumable-events';
 import { Metrics } from '../observability/metrics.service';
 import { IdParamPipe } from './session-id.pipe';
+import { ConnectionCaps } from '../limits/connection-caps';
+import { RetryLaterException } from '../limits/send-limits.service';
 
 const HEARTBEAT_MS = 15_000;
 
@@ -22,6 +24,7 @@ export class ChatEventsController implements OnApplicationShutdown {
   constructor(
     private readonly resumable: ResumableEvents,
     private readonly metrics: Metrics,
+    private readonly caps: ConnectionCaps,
   ) {}
 
   @Get(':sessionId/events')
@@ -47,6 +50,9 @@ export class ChatEventsController implements OnApplicationShutdown {
   ): Promise<void> {
     const lastEventId = header ?? query ?? null;
     if (lastEventId !== null && !isStreamId(lastEventId)) throw new BadRequestException('Last-Event-ID must be an event id such as 1732531200000-0');
+    const place = this.caps.takeBoth(req.ip ?? req.socket.remoteAddress ?? '', sessionId);
+    if (place === 'address-full') throw new RetryLaterException(429, 'too many open connections from this address', 10);
+    if (place === 'session-full') throw new RetryLaterException(429, 'too many open connections for this session', 10);
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache, no-transform');
@@ -70,6 +76,7 @@ export class ChatEventsController implements OnApplicationShutdown {
       this.metrics.connectedClients.dec({ transport: 'sse' });
       clearInterval(heartbeat);
       detach();
+      place();
       this.open.delete(res);
     };
     req.on('close', close);

@@ -19,6 +19,9 @@ import { isStreamId } from '../event-bus/stream-reply';
 import { ResumableEvents } from './resumable-events';
 import { Metrics } from '../observability/metrics.service';
 import { AppConfig } from '../config/app-config';
+import { clientAddress } from '../app/client-address';
+import { ConnectionCaps, Release } from '../limits/connection-caps';
+import { EventBucket } from '../limits/event-bucket';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatService } from './chat.service';
 import { CancelMessageDto } from './dto/cancel-message.dto';
@@ -40,6 +43,8 @@ interface SocketData {
   sessionId: string;
   lastEventId: string | null;
   detach?: () => void;
+  /** Gives back the socket's place under the session's connection cap. */
+  release?: Release;
 }
 
 type ChatSocket = Socket<Record<string, never>, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -73,6 +78,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     private readonly resumable: ResumableEvents,
     private readonly metrics: Metrics,
     private readonly config: AppConfig,
+    private readonly caps: ConnectionCaps,
   ) {}
 
   afterInit(server: ChatNamespace): void {
@@ -94,6 +100,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
    * every event after that id, then the live ones, without gap or duplicate.
    */
   async handleConnection(socket: ChatSocket): Promise<void> {
+    this.limitEvents(socket);
     this.metrics.connectedClients.inc({ transport: 'socket.io' });
     const { sessionId, lastEventId } = socket.data;
     if (!lastEventId) {
@@ -115,13 +122,35 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
   handleDisconnect(socket: ChatSocket): void {
     this.metrics.connectedClients.dec({ transport: 'socket.io' });
     socket.data.detach?.();
+    socket.data.release?.();
   }
 
+  /**
+   * Every event a socket sends takes a token first, whatever it is (a send, a cancel, a repeat, an
+   * invalid or unknown event), so a flood costs a counter here instead of Redis round trips that
+   * would slow every other user. Refused events are answered 429 when they want an answer; a socket
+   * that keeps sending regardless is disconnected.
+   */
+  private limitEvents(socket: ChatSocket): void {
+    const { socketEventsPerMinute: perMinute, socketEventBurst: burst } = this.config.limits;
+    const bucket = new EventBucket(perMinute, burst);
+    socket.use((packet, next) => {
+      if (bucket.take()) return next();
+      const ack: unknown = packet[packet.length - 1];
+      if (typeof ack === 'function') {
+        const message = `too many events on this socket (at most ${burst} at once, ${perMinute} per minute); retry in ${bucket.retryAfterSeconds()} s`;
+        (ack as (reply: { error: ErrorBody }) => void)({ error: { statusCode: 429, error: 'Too Many Requests', message } });
+      }
+      if (bucket.refusedInARow > 3 * burst) socket.disconnect(true);
+    });
+  }
+
+  /** Every send is acknowledged, whatever goes wrong: nothing escapes to Nest's `exception` event. */
   @SubscribeMessage('chat.send')
   async onSend(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ messageId: string } | { error: ErrorBody }> {
-    const input = await validatePayload(MessageInputDto, body);
-    if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
     try {
+      const input = await validatePayload(MessageInputDto, body);
+      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
       const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
       return { messageId: result.messageId };
     } catch (err) {
@@ -131,9 +160,9 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
 
   @SubscribeMessage('chat.cancel')
   async onCancel(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ ok: true } | { error: ErrorBody }> {
-    const input = await validatePayload(CancelMessageDto, body);
-    if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
     try {
+      const input = await validatePayload(CancelMessageDto, body);
+      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
       await this.chat.cancel(socket.data.sessionId, input.value.messageId);
       return { ok: true };
     } catch (err) {
@@ -155,13 +184,9 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     this.server?.disconnectSockets(true);
   }
 
-  /** The client's address; behind a trusted proxy, the first X-Forwarded-For hop. */
+  /** The client's address, derived as Express derives `req.ip` (same trust function). */
   private addressOf(socket: ChatSocket): string {
-    const forwarded = socket.handshake.headers['x-forwarded-for'];
-    if (this.config.http.trustProxy !== null && typeof forwarded === 'string' && forwarded.trim()) {
-      return forwarded.split(',')[0].trim();
-    }
-    return socket.handshake.address;
+    return clientAddress(socket.request, this.config.http.trustProxy);
   }
 
   /** Returns an error text for connect_error, or null when the socket may join. */
@@ -174,6 +199,11 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     if ((await this.tokens.verify(sessionId, token)) !== 'ok') return 'unauthorized';
     const { lastEventId } = (typeof auth === 'object' && auth !== null ? auth : {}) as Record<string, unknown>;
     if (lastEventId !== undefined && lastEventId !== null && !isStreamId(lastEventId)) return 'invalid lastEventId';
+    const release = this.caps.takeSession(sessionId);
+    if (!release) return 'too many connections for this session';
+    socket.data.release = release;
+    // A connection that closes before the socket joins never reaches handleDisconnect.
+    socket.conn.once('close', release);
     socket.data.sessionId = sessionId;
     socket.data.lastEventId = isStreamId(lastEventId) ? lastEventId : null;
     return null;

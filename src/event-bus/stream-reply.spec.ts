@@ -22,7 +22,8 @@ describe('stream-reply', () => {
       expect(isStreamId(id)).toBe(true);
     });
     it.each([['', ''], ['no seq', '123'], ['star', '123-*'], ['dollar', '$'], ['gt', '>'], ['neg', '-1-0'], ['spaces', ' 1-0'],
-      ['trailing nl', '1-0\n'], ['three parts', '1-2-3'], ['letters', 'a-b'], ['number', 1], ['null', null], ['array', ['1-0']]] as [string, unknown][])(
+      ['trailing nl', '1-0\n'], ['three parts', '1-2-3'], ['letters', 'a-b'],
+      ['23 digits (beyond 64 bits)', '12345678901234567890123-0'], ['2^64 ms', '18446744073709551616-0'], ['2^64 seq', '0-18446744073709551616'], ['number', 1], ['null', null], ['array', ['1-0']]] as [string, unknown][])(
       'rejects %s',
       (_name, id) => {
         expect(isStreamId(id)).toBe(false);

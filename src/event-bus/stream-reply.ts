@@ -5,10 +5,14 @@ export interface StreamEntry {
   fields: string[];
 }
 
-const STREAM_ID = /^\d+-\d+$/;
+const STREAM_ID = /^(\d{1,20})-(\d{1,20})$/;
+/** Both parts of a stream id are unsigned 64-bit numbers: Redis refuses anything larger. */
+const U64_MAX = 2n ** 64n - 1n;
 
 export function isStreamId(value: unknown): value is string {
-  return typeof value === 'string' && STREAM_ID.test(value);
+  if (typeof value !== 'string') return false;
+  const match = STREAM_ID.exec(value);
+  return match !== null && BigInt(match[1]) <= U64_MAX && BigInt(match[2]) <= U64_MAX;
 }
 
 /** Compares two stream ids numerically (they are `ms-seq`). */

@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { createServer, Server } from 'node:http';
 import { AppConfig } from '../config/app-config';
+import { metricsAccessAllowed } from './metrics-token';
 import { Metrics } from './metrics.service';
 
 /** A standalone worker has no HTTP API: with WORKER_METRICS_PORT set it serves GET /metrics there. */
@@ -20,6 +21,10 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
     this.server = createServer((req, res) => {
       if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
         res.writeHead(404).end();
+        return;
+      }
+      if (!metricsAccessAllowed(this.config.http.metricsToken, req.headers.authorization)) {
+        res.writeHead(401, { 'WWW-Authenticate': 'Bearer' }).end();
         return;
       }
       this.metrics.registry.metrics().then(

@@ -36,7 +36,7 @@ describe('classifyOllamaError', () => {
       expect(g.code).toBe('model_not_found');
       expect(g.transient).toBe(false);
       expect(g.message).toContain('ollama pull gpt-oss:20b');
-      expect(g.message).toContain(HOST);
+      expect(g.message).not.toContain(HOST); // sent to clients: the internal address stays private
       expect(g.message).toContain('"gpt-oss:20b"');
       expect(g.cause).toBe(err);
       expect(g.toReason()).toEqual({ code: 'model_not_found', message: g.message });
@@ -82,12 +82,12 @@ describe('classifyOllamaError', () => {
   });
 
   describe('connection errors', () => {
-    it('fetch failed with cause ECONNREFUSED -> ollama_unreachable, transient, names the host', () => {
+    it('fetch failed with cause ECONNREFUSED -> ollama_unreachable, transient, never names the internal host', () => {
       const err = connectionError('ECONNREFUSED');
       const g = classifyOllamaError(err, before);
       expect(g.code).toBe('ollama_unreachable');
       expect(g.transient).toBe(true);
-      expect(g.message).toContain(HOST);
+      expect(g.message).not.toContain(HOST); // sent to clients: the internal address stays private
       expect(g.message).toContain('ollama serve');
       expect(g.message).toContain('OLLAMA_HOST');
       expect(g.cause).toBe(err);
@@ -254,7 +254,7 @@ describe('classifyOllamaError', () => {
       const g = classifyOllamaError(err, { host: closedHost, model: MODEL, receivedAny: false });
       expect(g.code).toBe('ollama_unreachable');
       expect(g.transient).toBe(true);
-      expect(g.message).toContain(closedHost);
+      expect(g.message).not.toContain(closedHost);
     });
 
     it('stream cut after the headers, before any chunk', async () => {

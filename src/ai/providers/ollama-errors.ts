@@ -27,7 +27,7 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
     if (status === 404 && /model\b.*not found/i.test(message)) {
       return new GenerationError(
         'model_not_found',
-        `The model "${ctx.model}" is not available on the Ollama server at ${ctx.host}. ` +
+        `The model "${ctx.model}" is not available on the Ollama server. ` +
           `Pull it with \`ollama pull ${ctx.model}\` (or \`npm run model:pull\`), then try again.`,
         false,
         { cause: err },
@@ -46,7 +46,8 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
   if (!ctx.receivedAny && !cut && (code && CONNECTION_CODES.has(code) || /fetch failed/i.test(message))) {
     return new GenerationError(
       'ollama_unreachable',
-      `Cannot reach Ollama at ${ctx.host}. Is it running? Start it with \`ollama serve\`, or set OLLAMA_HOST to where it runs.`,
+      // Sent to every client of the session: the internal address stays in the operator's config.
+      'Cannot reach Ollama. Is it running? Start it with `ollama serve`, or set OLLAMA_HOST to where it runs.',
       true,
       { cause: err },
     );

@@ -72,7 +72,7 @@ export class OllamaProvider implements AiProvider {
       this.logger.debug(`health check failed: ${(err as Error).message}`);
       return {
         ok: false,
-        message: `Cannot reach Ollama at ${this.shownHost}: start it with \`ollama serve\` or set OLLAMA_HOST.`,
+        message: 'Cannot reach Ollama: start it with `ollama serve`, or check OLLAMA_HOST.',
         details: { ...details, reachable: false, modelPresent: false },
       };
     }

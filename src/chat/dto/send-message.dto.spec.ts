@@ -36,6 +36,9 @@ describe('SendMessageDto', () => {
       ['one-character content', { ...base, content: '?' }],
       ['multi-line unicode content', { ...base, content: 'Zeile 1\nZeile 2 — ünïcødé 😀' }],
       ['content that looks hostile is just text', { ...base, content: '../x {x} a*b <script>' }],
+      ['a visible character between zero-width ones', { ...base, content: '\u200Bx\u200D' }],
+      ['an emoji sequence with a joiner and a variation selector', { ...base, content: '👩\u200D💻 ❤\uFE0F' }],
+      ['a lone combining mark (renders on a dotted circle)', { ...base, content: '\u0301' }],
     ];
     it.each(valid)('%s', async (_name, body) => {
       const r = await validatePayload(SendMessageDto, body);
@@ -53,6 +56,11 @@ describe('SendMessageDto', () => {
       ['empty', { ...base, content: '' }],
       ['spaces only', { ...base, content: '   ' }],
       ['whitespace only', { ...base, content: ' \n\t\r ' }],
+      ['zero-width characters only', { ...base, content: '\u200B\u200C\u200D\u2060\uFEFF' }],
+      ['bidi marks and a soft hyphen only', { ...base, content: '\u200E\u200F\u202E\u00AD' }],
+      ['blank fillers only (Hangul, Braille)', { ...base, content: '\u3164\u2800\u115F' }],
+      ['variation selectors and tags only', { ...base, content: '\uFE0F\u{E0041}\u{E0100}' }],
+      ['ideographic space and no-break space only', { ...base, content: '\u3000\u00A0' }],
       ['number', { ...base, content: 42 }],
       ['zero', { ...base, content: 0 }],
       ['boolean', { ...base, content: true }],

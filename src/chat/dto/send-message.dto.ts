@@ -3,13 +3,19 @@ import { IsIn, IsNotEmpty, IsOptional, IsString, Matches, MaxLength } from 'clas
 import { THINK_LEVELS, ThinkLevel } from '../../event-bus/envelopes';
 import { ID_PATTERN, ID_RULE } from '../../event-bus/stream-names';
 
+/**
+ * A message must show something: whitespace, control and format characters (zero-width space and
+ * joiners, BOM, bidi marks, tags), variation selectors and the blank Hangul/Braille fillers alone
+ * render as nothing and count as empty.
+ */
+const VISIBLE_CHARACTER = /[^\s\p{Cc}\p{Cf}\u115F\u1160\u3164\uFFA0\u2800\uFE00-\uFE0F\u{E0100}-\u{E01EF}]/u;
 
 /** Fields a message carries, over HTTP and Socket.IO alike. */
 export class MessageInputDto {
   @ApiProperty({ description: 'The user message (at most MAX_MESSAGE_CHARS characters)', example: 'Explain Redis Streams in two sentences.' })
   @IsString()
   // The length limit (MAX_MESSAGE_CHARS) is a runtime setting, checked by ChatService.
-  @Matches(/\S/, { message: 'content must not be empty' })
+  @Matches(VISIBLE_CHARACTER, { message: 'content must not be empty' })
   content: string;
 
   @ApiPropertyOptional({
