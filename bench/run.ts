@@ -126,6 +126,9 @@ const config: BenchConfig = {
     AUTH_MODE: 'none',
     RATE_LIMIT_SESSION_PER_MINUTE: '0',
     RATE_LIMIT_IP_PER_MINUTE: '0',
+    // Every bench client connects from this machine's one address.
+    MAX_CONNECTIONS_PER_ADDRESS: '0',
+    RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0',
     MAX_BACKLOG: '1000000',
     WORKER_CONCURRENCY: String(concurrency),
     DELTA_COALESCE_MS: String(coalesce),
