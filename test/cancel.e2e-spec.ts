@@ -167,6 +167,7 @@ describe('cancel', () => {
     await ollama.waitForAbort(0);
     await new Promise((r) => setTimeout(r, 300));
     expect(ollama.requests).toHaveLength(1);
-    expect((await client.history()).body.messages).toEqual([]);
+    const sid = client.session.sessionId;
+    expect(await redis.exists(`chat:{${sid}}:order`, `chat:{${sid}}:messages`)).toBe(0);
   });
 });

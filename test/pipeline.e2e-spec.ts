@@ -144,7 +144,10 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
 
     const cleared = await client.http('DELETE', `/chat/${client.session.sessionId}`);
     expect(cleared.status).toBe(204);
-    expect((await client.history()).body.messages).toEqual([]);
+    // The conversation is gone, and so is its token.
+    const sid = client.session.sessionId;
+    expect(await redis.exists(`chat:{${sid}}:order`, `chat:{${sid}}:messages`, `chat:{${sid}}:events`)).toBe(0);
+    expect((await client.history()).status).toBe(401);
   });
 
   it('fails with model_not_found and a pull instruction when the model is missing, and /health says so', async () => {

@@ -6,6 +6,7 @@ import { DeliveredEvent } from '../event-bus/envelopes';
 import { EventBus } from '../event-bus/event-bus.service';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { SessionEventLog } from '../event-bus/session-event-log';
+import { sessionKeys, STREAMS, userPartField } from '../event-bus/stream-names';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ResumableEvents } from './resumable-events';
 import { SessionEventHub } from './session-event-hub';
@@ -45,6 +46,8 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
   it('a client resuming while events are delivered replays exactly what it missed, then goes live', async () => {
     const sessionId = `s-${randomUUID()}`;
     const messageId = randomUUID();
+    // Deltas are logged only while their message is in the history.
+    await redis.hset(sessionKeys(sessionId).messages, userPartField(messageId), '{}');
     const total = 300;
     const delivered: DeliveredEvent[] = [];
     const resumers: { from: string; fromIndex: number; got: string[] }[] = [];
@@ -78,5 +81,66 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     } finally {
       stopLive();
     }
+  });
+
+  it('keeps the text of a deleted conversation\'s message out of the log, off the wire and out of chat:outgoing', async () => {
+    const sessionId = `s-${randomUUID()}`;
+    const kept = randomUUID();
+    const deleted = randomUUID();
+    const keys = sessionKeys(sessionId);
+    await redis.hset(keys.messages, userPartField(kept), '{}');
+    await redis.set(keys.deleted, '1', 'EX', 60); // as DELETE /chat/:sessionId leaves it
+    const delivered: DeliveredEvent[] = [];
+    const stop = hub.subscribe(sessionId, (event) => delivered.push(event));
+    try {
+      const ids = {
+        keptDelta: await bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId: kept, delta: 'fine' } }),
+        deletedDelta: await bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId: deleted, delta: 'SECRET-1' } }),
+        deletedFailed: await bus.publishEvent({ type: 'chat.failed', payload: { sessionId, messageId: deleted, error: { code: 'ollama_error', message: 'SECRET-2' } } }),
+        deletedCancelled: await bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId: deleted } }),
+      };
+      await eventually(() => delivered.length, (n) => n === 2, 5_000);
+      expect(delivered.map((e) => e.eventId)).toEqual([ids.keptDelta, ids.deletedCancelled]);
+      const logged = await redis.xrange(keys.events, '-', '+');
+      expect(logged.map(([id]) => id)).toEqual([ids.keptDelta, ids.deletedCancelled]);
+      expect(JSON.stringify(logged)).not.toMatch(/SECRET/);
+      expect(await redis.ttl(keys.events)).toBeGreaterThan(0);
+      const outgoing = await redis.xrange(STREAMS.outgoing, '-', '+');
+      expect(JSON.stringify(outgoing)).not.toMatch(/SECRET/);
+      expect(outgoing.map(([id]) => id)).toEqual(expect.arrayContaining([ids.keptDelta, ids.deletedCancelled]));
+    } finally {
+      stop();
+    }
+  });
+
+  it('logs and delivers the events of a message merely trimmed from a history that was never deleted', async () => {
+    const sessionId = `s-${randomUUID()}`;
+    const trimmed = randomUUID();
+    const delivered: DeliveredEvent[] = [];
+    const stop = hub.subscribe(sessionId, (event) => delivered.push(event));
+    try {
+      const id = await bus.publishEvent({ type: 'chat.completed', payload: { sessionId, messageId: trimmed, content: 'kept', usage: { promptTokens: 1, completionTokens: 1 } } });
+      await eventually(() => delivered.length, (n) => n === 1, 5_000);
+      expect(delivered[0].eventId).toBe(id);
+      expect((await redis.xrange(sessionKeys(sessionId).events, '-', '+')).map(([entryId]) => entryId)).toEqual([id]);
+    } finally {
+      stop();
+    }
+  });
+
+  it('takes an entry another relay logged first as done, not as a failure', async () => {
+    const sessionId = `s-${randomUUID()}`;
+    const messageId = randomUUID();
+    await redis.hset(sessionKeys(sessionId).messages, userPartField(messageId), '{}');
+    const entry = {
+      sessionId,
+      eventId: '1-1',
+      fields: ['v', '1', 'type', 'chat.delta', 'data', JSON.stringify({ sessionId, messageId, delta: 'x' })],
+      refreshesTtl: false,
+      textOf: messageId,
+    };
+    expect([...(await bus.appendToSessionLogs([entry]))]).toEqual([]);
+    expect([...(await bus.appendToSessionLogs([entry]))]).toEqual([]);
+    expect(await redis.xlen(sessionKeys(sessionId).events)).toBe(1);
   });
 });

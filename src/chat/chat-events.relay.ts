@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { decodeOutgoing, DeliveredEvent, FINAL_EVENT_TYPES } from '../event-bus/envelopes';
+import { ChatEventType, decodeOutgoing, DeliveredEvent, FINAL_EVENT_TYPES } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
@@ -8,6 +8,20 @@ import { EventBus, SessionLogEntry } from '../event-bus/event-bus.service';
 import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
+
+/**
+ * Events that carry text of the conversation: logged only while their message is in the history
+ * (see EventBus.appendToSessionLogs). chat.failed is among them: its message may quote the
+ * provider's error reply, which the app does not control. chat.started and chat.cancelled carry
+ * ids only.
+ */
+const TEXT_EVENT_TYPES: ReadonlySet<ChatEventType> = new Set<ChatEventType>([
+  'chat.user_message',
+  'chat.thinking',
+  'chat.delta',
+  'chat.completed',
+  'chat.failed',
+]);
 
 /**
  * The process's single reader of chat:outgoing. Each entry is decoded once and handed to the sink
@@ -38,7 +52,8 @@ export class ChatEventsRelay {
 
   /**
    * Copies the batch into the session logs first, then delivers it: an event a client can receive
-   * live is always already in the log a resuming client replays (see ResumableEvents).
+   * live is always already in the log a resuming client replays (see ResumableEvents). An event the
+   * log refused (text of a deleted conversation) is not delivered either.
    */
   private async deliver(entries: StreamEntry[], sink: EventSink): Promise<void> {
     const events: DeliveredEvent[] = [];
@@ -50,16 +65,18 @@ export class ChatEventsRelay {
         continue;
       }
       events.push(decoded.value);
-      const { type } = decoded.value;
+      const { type, payload } = decoded.value;
       logEntries.push({
-        sessionId: decoded.value.payload.sessionId,
+        sessionId: payload.sessionId,
         eventId: entry.id,
         fields: entry.fields,
         refreshesTtl: type === 'chat.user_message' || FINAL_EVENT_TYPES.has(type),
+        textOf: TEXT_EVENT_TYPES.has(type) ? payload.messageId : null,
       });
     }
-    await this.logWithRetry(logEntries);
+    const refused = await this.logWithRetry(logEntries);
     for (const event of events) {
+      if (refused.has(event.eventId)) continue;
       try {
         sink(event);
       } catch (err) {
@@ -70,15 +87,14 @@ export class ChatEventsRelay {
   }
 
   /** A Redis hiccup must not drop live delivery: retry briefly, then deliver anyway (logged). */
-  private async logWithRetry(entries: SessionLogEntry[]): Promise<void> {
+  private async logWithRetry(entries: SessionLogEntry[]): Promise<ReadonlySet<string>> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.bus.appendToSessionLogs(entries);
-        return;
+        return await this.bus.appendToSessionLogs(entries);
       } catch (err) {
         if (attempt >= 5) {
           this.logger.error(`session logs not written for ${entries.length} event(s): ${(err as Error).message}`);
-          return;
+          return new Set();
         }
         await sleep(100 * attempt);
       }

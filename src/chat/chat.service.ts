@@ -7,7 +7,7 @@ import { EventBus } from '../event-bus/event-bus.service';
 import { SessionEventLog } from '../event-bus/session-event-log';
 import { ChatHistoryStore } from '../history/chat-history.store';
 import { HistoryMessage } from '../history/stored-message';
-import { SendLimits } from '../limits/send-limits.service';
+import { backlogFull, SendLimits } from '../limits/send-limits.service';
 import { about } from '../observability/log-fields';
 import { Metrics } from '../observability/metrics.service';
 
@@ -75,6 +75,9 @@ export class ChatService {
    * before chat.user_message, so a history read never misses a message whose event it resumes
    * after. The worker waits for the last mark, so chat.user_message precedes chat.started. If a
    * step fails the send is refused (503), the entry is taken back and the worker skips the command.
+   * The command's XADD also refuses (503, like the early check in SendLimits) when chat:incoming
+   * holds MAX_BACKLOG commands: checked and added in one script, so concurrent sends cannot
+   * overshoot; the entry written beside it is then taken back like after any failure.
    *
    * The writes go out in two round trips of two, not four: command and entry together, then event
    * and mark together. Each pair shares the one command connection, and Redis runs a connection's
@@ -87,8 +90,11 @@ export class ChatService {
   private async enqueue(sessionId: string, messageId: string, input: SendInput): Promise<void> {
     const createdAt = new Date().toISOString();
     const think = input.think ? { think: input.think } : {};
+    const command = { type: 'chat.generate' as const, payload: { sessionId, messageId, content: input.content, createdAt, ...think } };
     await this.allOrTakeBack(sessionId, messageId, [
-      this.bus.publishCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: input.content, createdAt, ...think } }),
+      this.bus.publishCommand(command).then((enqueued) => {
+        if (!enqueued.queued) throw backlogFull(enqueued.backlog);
+      }),
       this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think }),
     ]);
     await this.allOrTakeBack(sessionId, messageId, [
@@ -158,15 +164,23 @@ export class ChatService {
     return { messages, lastEventId: streaming?.resumeFrom ?? newest };
   }
 
-  /** Deletes the conversation; messages still queued or running end as cancelled. */
+  /**
+   * Deletes the conversation and its text wherever the app keeps it: the history and the session's
+   * event log (one script), the same events in chat:outgoing, and the session's recent dead letters.
+   * Messages still queued or running end as cancelled; their chat.cancelled (no text) is the only
+   * thing of them a resuming client still gets. Text still on its way when the log went is kept
+   * out of it by the relays (EventBus.appendToSessionLogs). What remains is in docs/reliability.md.
+   */
   async clear(sessionId: string): Promise<void> {
-    const unfinished = await this.history.clear(sessionId);
+    const { unfinished, eventIds } = await this.history.clear(sessionId);
     for (const messageId of unfinished) {
       // Stop the worker first, so no delta of it follows the chat.cancelled.
       await this.bus.signalCancel({ sessionId, messageId });
       await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
       this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
     }
-    if (unfinished.length) this.logger.log({ msg: `cleared, cancelling ${unfinished.length} unfinished message(s)`, sessionId });
+    await this.bus.deleteEvents(eventIds);
+    const deadLetters = await this.bus.deleteDeadLetters(sessionId);
+    this.logger.log({ msg: `cleared: ${eventIds.length} event(s), ${deadLetters} dead letter(s), ${unfinished.length} unfinished message(s) cancelled`, sessionId });
   }
 }

@@ -2,8 +2,10 @@ import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { allWritten } from './all-written';
 import { CancelSignal, ChatEvent, Command, encodeCancelSignal, encodeCommand, encodeEnvelope, encodeEvent } from './envelopes';
+import { LuaScript } from './lua-script';
 import { RedisConnections } from './redis-connections';
-import { CANCEL_CHANNEL, sessionKeys, STREAMS } from './stream-names';
+import { CANCEL_CHANNEL, sessionKeys, STREAMS, userPartField } from './stream-names';
+import { parseRangeReply } from './stream-reply';
 
 /** A decoded chat:outgoing entry, to be copied into its session's log. */
 export interface SessionLogEntry {
@@ -16,7 +18,58 @@ export interface SessionLogEntry {
    * batch of deltas.
    */
   refreshesTtl: boolean;
+  /**
+   * Set when the event carries text of the conversation (the user's message, reasoning, answer, a
+   * provider's error text): such an event is logged only while its message is still in the
+   * history, so a deleted conversation's text is not written back by events that were still on
+   * their way.
+   */
+  textOf: string | null;
 }
+
+/** A command queued (its entry id), or refused because chat:incoming held MAX_BACKLOG commands. */
+export type Enqueued = { queued: true; id: string } | { queued: false; backlog: number };
+
+/**
+ * XADD that refuses while the stream holds ARGV[1] entries or more, so no number of concurrent
+ * sends can push the backlog past it. KEYS: chat:incoming. ARGV: limit, MAXLEN, fields...
+ * Returns the entry id, or the backlog (a number) when refused.
+ */
+const BOUNDED_XADD = new LuaScript(`
+local backlog = redis.call('XLEN', KEYS[1])
+if backlog >= tonumber(ARGV[1]) then return backlog end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+`);
+
+/**
+ * Copies one event into a session's log under its own id. KEYS: the log, the session's messages
+ * hash, the session's deleted mark. ARGV: MAXLEN, event id, history field that must exist
+ * ('' = none), TTL seconds, fields... Returns 1 (copied), 2 (already there: a duplicate id, another
+ * relay was first) or 0 (refused: the conversation was deleted and the message is not in the
+ * history). Only a deleted conversation refuses: a message merely trimmed from a long history keeps
+ * its events. A log created here gets its expiry at once: a deleted conversation's log is created
+ * anew by its chat.cancelled, with no chat.user_message to refresh it.
+ */
+const LOG_COPY = new LuaScript(`
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then return 0 end
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], unpack(ARGV, 5))
+if type(added) == 'table' and added.err then
+  if string.find(added.err, 'equal or smaller', 1, true) then return 2 end
+  return added
+end
+if fresh then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
+`);
+
+/** Ids per XDEL: a deleted conversation's log may hold SESSION_EVENTS_MAX_LEN of them. */
+const XDEL_CHUNK = 500;
+/**
+ * A cleared conversation's dead letters are looked for among the newest DEAD_LETTER_SCAN entries
+ * of chat:dead, read DEAD_LETTER_PAGE at a time: each may hold a 16,000-character message.
+ */
+const DEAD_LETTER_SCAN = 1000;
+const DEAD_LETTER_PAGE = 100;
 
 export interface DeadLetter {
   /** Where the entry came from. */
@@ -45,9 +98,16 @@ export class EventBus {
     private readonly config: AppConfig,
   ) {}
 
-  /** Returns the entry id of the queued command. */
-  async publishCommand(command: Command): Promise<string> {
-    return this.xadd(STREAMS.incoming, encodeCommand(command));
+  /**
+   * Queues a command unless chat:incoming already holds MAX_BACKLOG commands: the check and the
+   * XADD are one script, the only guarantee of the limit under concurrent sends.
+   */
+  async publishCommand(command: Command): Promise<Enqueued> {
+    const args = [this.config.limits.maxBacklog, this.config.redis.streamMaxLen, ...encodeCommand(command)];
+    const reply = await BOUNDED_XADD.run(this.redis.commands, [STREAMS.incoming], args);
+    if (typeof reply === 'string') return { queued: true, id: reply };
+    if (typeof reply === 'number') return { queued: false, backlog: reply };
+    throw new Error(`unexpected reply to the command XADD: ${String(reply)}`);
   }
 
   /**
@@ -63,28 +123,63 @@ export class EventBus {
    * relay does it, in chat:outgoing order, so the logs are complete and ordered; an entry another
    * relay wrote first is refused by Redis (id not above the top) and that refusal is the expected
    * outcome. The entries' fields are copied as read (already checked), not encoded again.
+   * An event with text whose message has left the history (its conversation was deleted while it
+   * was on its way) is not logged, and is deleted from chat:outgoing too, where it would otherwise
+   * keep the text until trimmed; relays that have not read it yet never see it. Returns the ids of
+   * those events: not to be delivered either.
    */
-  async appendToSessionLogs(entries: SessionLogEntry[]): Promise<void> {
+  async appendToSessionLogs(entries: SessionLogEntry[]): Promise<ReadonlySet<string>> {
     const bySession = new Map<string, SessionLogEntry[]>();
     for (const entry of entries) {
       const list = bySession.get(entry.sessionId) ?? [];
       list.push(entry);
       bySession.set(entry.sessionId, list);
     }
-    // Single commands, not a pipeline per session: the connection auto-pipelines whatever is
-    // issued in this turn into one write (grouped per node on a Cluster).
+    // One script call per entry, not a pipeline per session: the connection auto-pipelines whatever
+    // is issued in this turn into one write (grouped per node on a Cluster).
     const writes: Promise<unknown>[] = [];
+    const refused: string[] = [];
     const redis = this.redis.commands;
+    const ttl = this.config.history.ttlSeconds;
     for (const [sessionId, list] of bySession) {
-      const key = sessionKeys(sessionId).events;
+      const keys = sessionKeys(sessionId);
       for (const entry of list) {
-        // Another API process copied it first: Redis refuses the duplicate id, which is fine.
-        const xadd = redis.xadd(key, 'MAXLEN', '~', this.config.redis.sessionEventsMaxLen, entry.eventId, ...entry.fields);
-        writes.push(xadd.catch((err: Error) => (/equal or smaller/i.test(err.message) ? null : Promise.reject(err))));
+        const required = entry.textOf === null ? '' : userPartField(entry.textOf);
+        const args = [this.config.redis.sessionEventsMaxLen, entry.eventId, required, ttl, ...entry.fields];
+        writes.push(LOG_COPY.run(redis, [keys.events, keys.messages, keys.deleted], args).then((copied) => (copied === 0 ? refused.push(entry.eventId) : undefined)));
       }
-      if (this.logTtlDue(sessionId, list)) writes.push(redis.expire(key, this.config.history.ttlSeconds));
+      if (this.logTtlDue(sessionId, list)) writes.push(redis.expire(keys.events, ttl));
     }
     await allWritten(writes);
+    if (refused.length) await this.deleteEvents(refused);
+    return new Set(refused);
+  }
+
+  /** Deletes events from chat:outgoing (ids that are not there are ignored). */
+  async deleteEvents(eventIds: readonly string[]): Promise<void> {
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < eventIds.length; i += XDEL_CHUNK) {
+      writes.push(this.redis.commands.xdel(STREAMS.outgoing, ...eventIds.slice(i, i + XDEL_CHUNK)));
+    }
+    await allWritten(writes);
+  }
+
+  /**
+   * Deletes a session's dead letters (they keep its commands, with the user's text) among the
+   * newest DEAD_LETTER_SCAN entries of chat:dead: dead letters are rare, so a conversation's are
+   * almost always there; older ones stay until STREAM_MAX_LEN trims them. Returns how many went.
+   */
+  async deleteDeadLetters(sessionId: string): Promise<number> {
+    const ids: string[] = [];
+    let before = '+';
+    for (let read = 0; read < DEAD_LETTER_SCAN; read += DEAD_LETTER_PAGE) {
+      const page = parseRangeReply(await this.redis.commands.xrevrange(STREAMS.dead, before, '-', 'COUNT', DEAD_LETTER_PAGE));
+      for (const entry of page) if (deadLetterSession(entry.fields) === sessionId) ids.push(entry.id);
+      if (page.length < DEAD_LETTER_PAGE) break;
+      before = `(${page[page.length - 1].id}`;
+    }
+    if (ids.length) await this.redis.commands.xdel(STREAMS.dead, ...ids);
+    return ids.length;
   }
 
   /**
@@ -129,5 +224,19 @@ export class EventBus {
     const id = await this.redis.commands.xadd(stream, 'MAXLEN', '~', this.config.redis.streamMaxLen, '*', ...fields);
     if (!id) throw new Error(`XADD to ${stream} returned no id`);
     return id;
+  }
+}
+
+/** The sessionId a dead letter's envelope names, or null. */
+function deadLetterSession(fields: readonly string[]): string | null {
+  const at = fields.indexOf('data');
+  if (at < 0 || at % 2 !== 0 || at + 1 >= fields.length) return null;
+  try {
+    const data: unknown = JSON.parse(fields[at + 1]);
+    if (typeof data !== 'object' || data === null) return null;
+    const { sessionId } = data as { sessionId?: unknown };
+    return typeof sessionId === 'string' ? sessionId : null;
+  } catch {
+    return null;
   }
 }

@@ -43,7 +43,20 @@ export function sessionKeys(sessionId: string) {
     events: `${tag}:events`,
     /** STRING, set by DELETE /chat/:sessionId for as long as a token lives: the session's tokens no longer work. */
     revoked: `${tag}:revoked`,
+    /**
+     * STRING, set by DELETE /chat/:sessionId for an hour: while it is there, text events of messages
+     * no longer in the history are kept out of the event log (they belong to the deleted conversation).
+     */
+    deleted: `${tag}:deleted`,
   } as const;
+}
+
+/**
+ * The field of a session's messages hash (`sessionKeys(sid).messages`) that holds a message's user
+ * part: present exactly while the message is in the history (cleared, trimmed or taken back: gone).
+ */
+export function userPartField(messageId: string): string {
+  return `${messageId}:user`;
 }
 
 /** Sends of a session in the given minute (rate-limit window); in the session's slot. */

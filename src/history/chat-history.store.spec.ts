@@ -67,6 +67,28 @@ describe('ChatHistoryStore (real Redis)', () => {
     });
   });
 
+  describe('clear', () => {
+    it('deletes the conversation with its event log and returns the unfinished messages and every logged id', async () => {
+      const keys = sessionKeys('s-clear');
+      await store.appendUserMessage('s-clear', 'm1', user('a'));
+      await store.markUserAnnounced('s-clear', 'm1');
+      await store.finish('s-clear', 'm1', 'completed', answer);
+      await store.markAnnounced('s-clear', 'm1', '1-0');
+      await store.appendUserMessage('s-clear', 'm2', user('b'));
+      await store.bindClientMessageId('s-clear', 'c1', 'm2');
+      // more than one page of the script's read
+      const logged: string[] = [];
+      for (let i = 1; i <= 2500; i++) logged.push(String(await redis.xadd(keys.events, `${i}-1`, 'data', 'text')));
+      const cleared = await store.clear('s-clear');
+      expect(cleared.unfinished).toEqual(['m2']);
+      expect(cleared.eventIds).toEqual(logged);
+      expect(await redis.exists(keys.order, keys.messages, keys.clientIds, keys.events)).toBe(0);
+      // the mark that keeps events still on their way out of the log, for an hour
+      expect(await redis.ttl(keys.deleted)).toBeGreaterThan(3500);
+      expect(await store.clear('s-clear')).toEqual({ unfinished: [], eventIds: [] });
+    });
+  });
+
   describe('marks', () => {
     it('never recreate a cleared conversation (it would have no expiry)', async () => {
       await store.appendUserMessage('s-mark', 'm1', user('a'));

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { LuaScript } from '../event-bus/lua-script';
-import { sessionKeys } from '../event-bus/stream-names';
+import { sessionKeys, userPartField } from '../event-bus/stream-names';
 import {
   ContextMessage,
   FinalStatus,
@@ -20,7 +20,7 @@ export function isFinal(status: MessageStatus): status is FinalStatus {
 }
 
 const field = {
-  user: (messageId: string) => `${messageId}:user`,
+  user: userPartField,
   assistant: (messageId: string) => `${messageId}:assistant`,
   status: (messageId: string) => `${messageId}:status`,
   announced: (messageId: string) => `${messageId}:announced`,
@@ -57,6 +57,14 @@ export interface TurnState {
    */
   started: 'started' | 'cancel-requested' | null;
   context: ContextMessage[];
+}
+
+/** What `clear` deleted that its caller still has to act on. */
+export interface ClearedConversation {
+  /** Messages not ended, or whose final event did not go out yet: to be announced as cancelled. */
+  unfinished: string[];
+  /** The ids of the session's logged events, oldest first: chat:outgoing still holds them. */
+  eventIds: string[];
 }
 
 export interface StoredOutcome {
@@ -96,7 +104,15 @@ end
 return length
 `);
 
-/** KEYS: order list, messages hash, client-ids hash. Returns ids not ended or not announced. */
+/** How long a deleted conversation's mark stays: far longer than any relay lags behind chat:outgoing. */
+const DELETED_MARK_SECONDS = 3600;
+
+/**
+ * KEYS: order list, messages hash, client-ids hash, event log, deleted mark. ARGV: the mark's lifetime
+ * in seconds. Returns the ids of messages not ended
+ * or not announced, and the ids of every entry of the event log (they are chat:outgoing's ids too,
+ * read in pages so a long log is never held whole: its entries carry the text).
+ */
 const CLEAR = new LuaScript(`${FINAL_LUA}
 local open = {}
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
@@ -105,8 +121,17 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
     table.insert(open, id)
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-return open
+local events = {}
+local from = '-'
+while true do
+  local page = redis.call('XRANGE', KEYS[4], from, '+', 'COUNT', 1000)
+  for _, entry in ipairs(page) do events[#events + 1] = entry[1] end
+  if #page < 1000 then break end
+  from = '(' .. page[#page][1]
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], '1', 'EX', ARGV[1])
+return { open, events }
 `);
 
 /** KEYS: messages hash, order list. ARGV: user field, status field, assistant field, cancel field, part, ttl. */
@@ -431,13 +456,19 @@ export class ChatHistoryStore {
   }
 
   /**
-   * Deletes the conversation in one step and returns the messages that had not ended (or whose end
-   * was not announced yet): the caller announces them as cancelled. Workers still on them find
-   * them gone and stay silent, so each gets exactly one final event.
+   * Deletes the conversation and its event log in one step and returns the messages that had not
+   * ended (or whose end was not announced yet): the caller announces them as cancelled. Workers
+   * still on them find them gone and stay silent, so each gets exactly one final event. Also returns
+   * the ids the log held: the same events are in chat:outgoing, for the caller to delete there.
    */
-  async clear(sessionId: string): Promise<string[]> {
+  async clear(sessionId: string): Promise<ClearedConversation> {
     const keys = sessionKeys(sessionId);
-    const unfinished: unknown = await CLEAR.run(this.redis.commands, [keys.order, keys.messages, keys.clientIds], []);
-    return Array.isArray(unfinished) ? unfinished.filter((id): id is string => typeof id === 'string') : [];
+    const reply: unknown = await CLEAR.run(this.redis.commands, [keys.order, keys.messages, keys.clientIds, keys.events, keys.deleted], [DELETED_MARK_SECONDS]);
+    const [unfinished, eventIds] = Array.isArray(reply) ? (reply as unknown[]) : [];
+    return { unfinished: strings(unfinished), eventIds: strings(eventIds) };
   }
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }

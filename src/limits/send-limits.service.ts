@@ -19,6 +19,11 @@ export class RetryLaterException extends HttpException {
   }
 }
 
+/** The refusal of a send while chat:incoming holds MAX_BACKLOG commands or more. */
+export function backlogFull(backlog: number): RetryLaterException {
+  return new RetryLaterException(503, `the assistant is busy (${backlog} messages waiting); try again shortly`, 5);
+}
+
 /**
  * Limits on sends, shared by every instance through Redis: per session and per client address
  * (fixed one-minute windows), and a backlog limit that refuses new work while the workers are too
@@ -57,9 +62,12 @@ export class SendLimits {
 
   /**
    * chat:incoming holds only unacknowledged commands (acks delete), so its length is the backlog.
+   * This is the early check; the guarantee is the command's XADD itself, which refuses at the
+   * limit (EventBus.publishCommand): two sends can both pass this reading. It stays because a
+   * refusal here costs one XLEN (often none), while one from the XADD has written and taken back
+   * a history entry, which is what a flood against a full backlog would otherwise do on every send.
    * Far below the limit a reading is reused for BACKLOG_REUSE_MS, with this process's sends since
-   * added to it: one round trip less per send under load, and never a send let past the limit on
-   * an old reading (near it, every send reads afresh).
+   * added to it: one round trip less per send under load.
    */
   private async checkBacklog(): Promise<void> {
     const max = this.config.limits.maxBacklog;
@@ -71,7 +79,7 @@ export class SendLimits {
     const backlog = await this.redis.commands.xlen(STREAMS.incoming);
     if (backlog >= max) {
       this.lastBacklog = null;
-      throw new RetryLaterException(503, `the assistant is busy (${backlog} messages waiting); try again shortly`, 5);
+      throw backlogFull(backlog);
     }
     this.lastBacklog = { backlog, at: Date.now(), sendsSince: 1 };
   }
