@@ -1,60 +1,91 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { GLOBAL_KEYS, isValidId } from '../event-bus/stream-names';
+import { GLOBAL_KEYS, sessionKeys } from '../event-bus/stream-names';
+import { encodeToken, parseToken, signedByAny } from './token-format';
 
 const SECRET_REFRESH_MS = 60_000;
+/**
+ * Instances' clocks may differ a little: a revocation outlives the longest token by this much, and
+ * a token may claim an expiry up to this far beyond TOKEN_TTL_SECONDS from now.
+ */
+const CLOCK_SKEW_SECONDS = 300;
 
 export type TokenCheck = 'ok' | 'unauthorized' | 'forbidden';
 
+/** Why a token was refused; only the last two are said out loud (they come after the signature check). */
+export type TokenRefusal = 'invalid' | 'expired' | 'revoked';
+
+export type TokenReading = { sessionId: string; expiresAt: number } | { refused: TokenRefusal };
+
+export interface IssuedToken {
+  token: string;
+  expiresAt: Date;
+}
+
 /**
- * Session tokens: `<sessionId>.<HMAC-SHA256(secret, sessionId)>`. Any instance can verify any token.
- * The secret is SESSION_SECRET, or else one random secret created once in Redis (SET NX), so that
- * instances agree with zero configuration.
+ * Session tokens (format in token-format.ts). Any instance can verify any token. Tokens are signed
+ * with SESSION_SECRET, or else one random secret created once in Redis (SET NX) so that instances
+ * agree with zero configuration; SESSION_SECRET_PREVIOUS still verifies (rotation). A token expires
+ * TOKEN_TTL_SECONDS after it was issued, and stops working at once when its session is deleted
+ * (revoked key, kept until every token of the session has expired anyway).
  */
 @Injectable()
 export class SessionTokens {
   private readonly logger = new Logger(SessionTokens.name);
   private secret: Promise<Buffer> | null = null;
   private loadedAt = 0;
+  private readonly previousSecrets: Buffer[];
 
   constructor(
     private readonly config: AppConfig,
     private readonly redis: RedisConnections,
-  ) {}
+  ) {
+    this.previousSecrets = config.auth.previousSecrets.map((s) => Buffer.from(s));
+  }
 
   get enabled(): boolean {
     return this.config.auth.mode === 'token';
   }
 
-  async issue(sessionId: string): Promise<string> {
-    return `${sessionId}.${await this.sign(sessionId)}`;
+  async issue(sessionId: string): Promise<IssuedToken> {
+    const expiresAt = nowSeconds() + this.config.auth.tokenTtlSeconds;
+    return { token: encodeToken(await this.key(), sessionId, expiresAt), expiresAt: new Date(expiresAt * 1000) };
   }
 
-  /** Constant-time check of `token` for `sessionId`: wrong or missing → unauthorized; another session's → forbidden. */
+  /** Constant-time check of `token` for `sessionId`: bad, expired or revoked → unauthorized; another session's → forbidden. */
   async verify(sessionId: string, token: unknown): Promise<TokenCheck> {
     if (!this.enabled) return 'ok';
-    const owner = await this.ownerOf(token);
-    if (owner === null) return 'unauthorized';
-    return owner === sessionId ? 'ok' : 'forbidden';
+    const reading = await this.read(token);
+    if ('refused' in reading) return 'unauthorized';
+    return reading.sessionId === sessionId ? 'ok' : 'forbidden';
   }
 
-  /** The session a genuine token was issued for, or null for anything else. */
-  async ownerOf(token: unknown): Promise<string | null> {
-    if (typeof token !== 'string' || token.length > 200) return null;
-    const dot = token.lastIndexOf('.');
-    if (dot <= 0) return null;
-    const sessionId = token.slice(0, dot);
-    if (!isValidId(sessionId)) return null;
-    const given = Buffer.from(token.slice(dot + 1));
-    const expected = Buffer.from(await this.sign(sessionId));
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
-    return sessionId;
+  /**
+   * The session a genuine, live token was issued for, or why it is refused. Checks the cheap things
+   * first; only a correctly signed, unexpired token costs a Redis round trip (EXISTS revoked). A
+   * Redis failure is thrown, so callers answer 503 rather than let a revoked token through.
+   */
+  async read(token: unknown): Promise<TokenReading> {
+    const parsed = parseToken(token);
+    if (!parsed) return { refused: 'invalid' };
+    if (!signedByAny(parsed, [await this.key(), ...this.previousSecrets])) return { refused: 'invalid' };
+    const now = nowSeconds();
+    if (parsed.expiresAt <= now) return { refused: 'expired' };
+    // Longer than this deployment would issue now (TOKEN_TTL_SECONDS was lowered): the revocation
+    // key would not outlive it, so it is treated as expired.
+    if (parsed.expiresAt > now + this.config.auth.tokenTtlSeconds + CLOCK_SKEW_SECONDS) return { refused: 'expired' };
+    if ((await this.redis.commands.exists(sessionKeys(parsed.sessionId).revoked)) > 0) return { refused: 'revoked' };
+    return { sessionId: parsed.sessionId, expiresAt: parsed.expiresAt };
   }
 
-  private async sign(sessionId: string): Promise<string> {
-    return createHmac('sha256', await this.key()).update(`session:v1:${sessionId}`).digest('base64url');
+  /**
+   * How long a revocation (`sessionKeys(sid).revoked`, set by the delete itself) must last: until every
+   * token of the session has expired anyway. 0 without tokens (AUTH_MODE=none): nothing to revoke.
+   */
+  get revocationSeconds(): number {
+    return this.enabled ? this.config.auth.tokenTtlSeconds + CLOCK_SKEW_SECONDS : 0;
   }
 
   private key(): Promise<Buffer> {
@@ -83,4 +114,8 @@ export class SessionTokens {
     if (created === 'OK') this.logger.log(previous ? 'restored the shared session-token secret in Redis' : 'created the shared session-token secret in Redis');
     return Buffer.from(shared);
   }
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
 }

@@ -15,6 +15,7 @@ import {
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { SessionAuthGuard } from '../auth/session-auth.guard';
+import { SessionTokens } from '../auth/session-tokens.service';
 import { ChatService } from './chat.service';
 import { ErrorResponseDto, HistoryResponseDto } from './dto/history.dto';
 import { SendMessageDto, SendMessageResponseDto } from './dto/send-message.dto';
@@ -28,7 +29,10 @@ import { IdParamPipe } from './session-id.pipe';
 @UseGuards(SessionAuthGuard)
 @Controller('chat')
 export class ChatController {
-  constructor(private readonly chat: ChatService) {}
+  constructor(
+    private readonly chat: ChatService,
+    private readonly tokens: SessionTokens,
+  ) {}
 
   @Post('send')
   @HttpCode(202)
@@ -74,10 +78,14 @@ export class ChatController {
 
   @Delete(':sessionId')
   @HttpCode(204)
-  @ApiOperation({ summary: 'Clear the conversation' })
+  @ApiOperation({
+    summary: 'Delete the conversation',
+    description: 'Clears the history, stops what is still queued or running, and revokes the session: its tokens stop working everywhere.',
+  })
   @ApiParam({ name: 'sessionId' })
-  @ApiNoContentResponse({ description: 'History cleared' })
+  @ApiNoContentResponse({ description: 'History cleared, tokens revoked' })
   async clear(@Param('sessionId', new IdParamPipe('sessionId')) sessionId: string): Promise<void> {
-    await this.chat.clear(sessionId);
+    // The revocation is part of the delete's one script: tokens and text go together.
+    await this.chat.clear(sessionId, this.tokens.revocationSeconds);
   }
 }

@@ -170,9 +170,10 @@ export class ChatService {
    * Messages still queued or running end as cancelled; their chat.cancelled (no text) is the only
    * thing of them a resuming client still gets. Text still on its way when the log went is kept
    * out of it by the relays (EventBus.appendToSessionLogs). What remains is in docs/reliability.md.
+   * `revokeTokensForSeconds` (> 0) revokes the session's tokens in the same script as the delete.
    */
-  async clear(sessionId: string): Promise<void> {
-    const { unfinished, eventIds } = await this.history.clear(sessionId);
+  async clear(sessionId: string, revokeTokensForSeconds = 0): Promise<void> {
+    const { unfinished, eventIds } = await this.history.clear(sessionId, revokeTokensForSeconds);
     for (const messageId of unfinished) {
       // Stop the worker first, so no delta of it follows the chat.cancelled.
       await this.bus.signalCancel({ sessionId, messageId });

@@ -85,7 +85,9 @@ describe('ChatHistoryStore (real Redis)', () => {
       expect(await redis.exists(keys.order, keys.messages, keys.clientIds, keys.events)).toBe(0);
       // the mark that keeps events still on their way out of the log, for an hour
       expect(await redis.ttl(keys.deleted)).toBeGreaterThan(3500);
-      expect(await store.clear('s-clear')).toEqual({ unfinished: [], eventIds: [] });
+      expect(await redis.exists(keys.revoked)).toBe(0); // no tokens to revoke unless asked
+      expect(await store.clear('s-clear', 600)).toEqual({ unfinished: [], eventIds: [] });
+      expect(await redis.ttl(keys.revoked)).toBeGreaterThan(590);
     });
   });
 

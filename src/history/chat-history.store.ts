@@ -108,8 +108,9 @@ return length
 const DELETED_MARK_SECONDS = 3600;
 
 /**
- * KEYS: order list, messages hash, client-ids hash, event log, deleted mark. ARGV: the mark's lifetime
- * in seconds. Returns the ids of messages not ended
+ * KEYS: order list, messages hash, client-ids hash, event log, deleted mark, revoked mark. ARGV: the
+ * deleted mark's lifetime in seconds, the revoked mark's (0: tokens are not in use). Returns the ids
+ * of messages not ended
  * or not announced, and the ids of every entry of the event log (they are chat:outgoing's ids too,
  * read in pages so a long log is never held whole: its entries carry the text).
  */
@@ -131,6 +132,7 @@ while true do
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('SET', KEYS[5], '1', 'EX', ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[6], '1', 'EX', ARGV[2]) end
 return { open, events }
 `);
 
@@ -460,10 +462,17 @@ export class ChatHistoryStore {
    * ended (or whose end was not announced yet): the caller announces them as cancelled. Workers
    * still on them find them gone and stay silent, so each gets exactly one final event. Also returns
    * the ids the log held: the same events are in chat:outgoing, for the caller to delete there.
+   * With `revokeTokensForSeconds` the session is revoked in the same step (its tokens stop working),
+   * so a delete never half happens: either the text and the tokens go together, or neither does and
+   * the caller may retry.
    */
-  async clear(sessionId: string): Promise<ClearedConversation> {
+  async clear(sessionId: string, revokeTokensForSeconds = 0): Promise<ClearedConversation> {
     const keys = sessionKeys(sessionId);
-    const reply: unknown = await CLEAR.run(this.redis.commands, [keys.order, keys.messages, keys.clientIds, keys.events, keys.deleted], [DELETED_MARK_SECONDS]);
+    const reply: unknown = await CLEAR.run(
+      this.redis.commands,
+      [keys.order, keys.messages, keys.clientIds, keys.events, keys.deleted, keys.revoked],
+      [DELETED_MARK_SECONDS, revokeTokensForSeconds],
+    );
     const [unfinished, eventIds] = Array.isArray(reply) ? (reply as unknown[]) : [];
     return { unfinished: strings(unfinished), eventIds: strings(eventIds) };
   }

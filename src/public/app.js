@@ -5,7 +5,9 @@
  * (markdown.js), which escapes everything before adding its own fixed markup. The page's CSP allows
  * scripts from this origin only, so nothing inline runs either.
  *
- * Flow: a session (id + token) lives in localStorage. On load the page fetches the history, renders it
+ * Flow: a session (id, token and the token's expiry) lives in localStorage. Tokens expire: once less than
+ * half of its life is left the page trades the token for a fresh one (on load, before every socket
+ * (re)connection, and on a timer while it stays open). On load the page fetches the history, renders it
  * (an answer still streaming shows its partial text) and connects Socket.IO to /chat with the
  * history's lastEventId, so the answer continues exactly where the history ends. Every event carries
  * an eventId; the page remembers the highest one it has applied, ignores anything not newer, and
@@ -75,10 +77,13 @@
     });
   }
 
+  /** {sessionId, token, expiresAt?, issuedAt?}; entries saved before tokens expired lack the last two. */
   function readSession() {
     try {
       var s = JSON.parse(localStorage.getItem(SESSION_KEY) || 'null');
-      if (s && typeof s.sessionId === 'string' && typeof s.token === 'string') return s;
+      if (s && typeof s.sessionId === 'string' && typeof s.token === 'string') {
+        return { sessionId: s.sessionId, token: s.token, expiresAt: s.expiresAt, issuedAt: s.issuedAt };
+      }
     } catch (e) {
       /* a corrupt entry is replaced below */
     }
@@ -128,7 +133,7 @@
   // ------------------------------------------------------------------------------------------
 
   function newChatState(session) {
-    return { session: session, messages: new Map(), lastEventId: null, socket: null, retryTimer: null, retries: 0 };
+    return { session: session, messages: new Map(), lastEventId: null, socket: null, retryTimer: null, retries: 0, freshenTimer: null };
   }
 
   /** The message with this id, created (and appended to the log) when new. */
@@ -432,14 +437,91 @@
     }
   }
 
+  /** `issuedAt` is this browser's clock when the token arrived: with expiresAt it gives the token's life. */
+  function saveSession(session) {
+    localStorage.setItem(
+      SESSION_KEY,
+      JSON.stringify({ sessionId: session.sessionId, token: session.token, expiresAt: session.expiresAt, issuedAt: session.issuedAt }),
+    );
+  }
+
   async function createSession(myEpoch) {
     return withRetry('start a conversation', myEpoch, async function () {
       var res = await fetch('/sessions', { method: 'POST' });
       if (res.status !== 201 && res.status !== 200) throw new Error(await readError(res));
       var s = await res.json();
-      localStorage.setItem(SESSION_KEY, JSON.stringify({ sessionId: s.sessionId, token: s.token }));
-      return { sessionId: s.sessionId, token: s.token };
+      var session = { sessionId: s.sessionId, token: s.token, expiresAt: s.expiresAt, issuedAt: Date.now() };
+      saveSession(session);
+      return session;
     });
+  }
+
+  /** When the token is past half its life (ms since epoch), or null when unknown (an entry from before expiry). */
+  function halfLifeOf(session) {
+    var expires = Date.parse(session.expiresAt);
+    if (!isFinite(expires) || typeof session.issuedAt !== 'number') return null;
+    return session.issuedAt + (expires - session.issuedAt) / 2;
+  }
+
+  /**
+   * Trades the token for a fresh one (POST /sessions/:id/token) once less than half of its life is
+   * left, updating `session` in place so every holder sees it. Never fails: on any problem the current
+   * token is kept, as it is still good for a while; a token the server refuses shows up where it is
+   * used, and that path starts a new conversation (sessionLost, or the history check on load).
+   */
+  function freshen(session) {
+    var half = halfLifeOf(session);
+    if (half === null || Date.now() < half) return Promise.resolve();
+    // Another tab may have refreshed it already.
+    var stored = readSession();
+    if (stored && stored.sessionId === session.sessionId && Date.parse(stored.expiresAt) > Date.parse(session.expiresAt)) {
+      session.token = stored.token;
+      session.expiresAt = stored.expiresAt;
+      session.issuedAt = stored.issuedAt;
+      if (halfLifeOf(session) !== null && Date.now() < halfLifeOf(session)) return Promise.resolve();
+    }
+    if (session.refreshing) return session.refreshing;
+    session.refreshing = (async function () {
+      try {
+        var res = await fetch('/sessions/' + encodeURIComponent(session.sessionId) + '/token', {
+          method: 'POST',
+          headers: { Authorization: 'Bearer ' + session.token },
+          // The socket's connection waits for this: a server that does not answer must not hold it.
+          signal: typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(10000) : undefined,
+        });
+        if (res.status !== 201) return;
+        var s = await res.json();
+        if (!s || s.sessionId !== session.sessionId || typeof s.token !== 'string') return;
+        session.token = s.token;
+        session.expiresAt = s.expiresAt;
+        session.issuedAt = Date.now();
+        // Only while this conversation is still the one kept (New chat in another tab replaces it).
+        var current = readSession();
+        if (!current || current.sessionId === session.sessionId) saveSession(session);
+      } catch (e) {
+        /* offline or the server is away: keep the current token */
+      } finally {
+        session.refreshing = null;
+      }
+    })();
+    return session.refreshing;
+  }
+
+  /**
+   * Checks again at the token's half-life while the page stays open. At least 10 s apart (a failed
+   * reissue is retried, not hammered); at most 6 h (browsers fire longer timers at once).
+   */
+  function scheduleFreshen(c) {
+    clearTimeout(c.freshenTimer);
+    var half = halfLifeOf(c.session);
+    if (half === null) return;
+    var wait = Math.min(Math.max(half - Date.now(), 10000), 6 * 3600 * 1000);
+    c.freshenTimer = setTimeout(function () {
+      if (c !== chat) return;
+      freshen(c.session).then(function () {
+        if (c === chat) scheduleFreshen(c);
+      });
+    }, wait);
   }
 
   /** The history, or null when the server no longer knows this session (401/403/404; 400: a malformed stored id). */
@@ -462,9 +544,12 @@
   function connect() {
     var c = chat;
     var socket = io('/chat', {
-      // Called on every (re)connection: always resume after the newest event applied so far.
+      // Called on every (re)connection: a token past half its life is renewed first, and the socket
+      // always resumes after the newest event applied so far.
       auth: function (cb) {
-        cb({ sessionId: c.session.sessionId, token: c.session.token, lastEventId: c.lastEventId || '0-0' });
+        freshen(c.session).then(function () {
+          cb({ sessionId: c.session.sessionId, token: c.session.token, lastEventId: c.lastEventId || '0-0' });
+        });
       },
     });
     c.socket = socket;
@@ -560,6 +645,7 @@
   function teardown() {
     if (!chat) return;
     clearTimeout(chat.retryTimer);
+    clearTimeout(chat.freshenTimer);
     if (chat.socket) {
       chat.socket.removeAllListeners();
       chat.socket.io.removeAllListeners();
@@ -580,6 +666,8 @@
     setState('connecting');
     try {
       var session = readSession() || (await createSession(myEpoch));
+      await freshen(session);
+      if (myEpoch !== epoch) return;
       var history = await fetchHistory(session, myEpoch);
       if (myEpoch !== epoch) return;
       if (!history) {
@@ -593,6 +681,7 @@
       if (options.notice) showBanner(options.notice, 'info');
       else hideBanner();
       connect();
+      scheduleFreshen(chat);
       updateControls();
     } catch (e) {
       if (myEpoch === epoch) showBanner('Could not start: ' + (e && e.message ? e.message : String(e)));

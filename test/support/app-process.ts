@@ -48,7 +48,9 @@ export class AppProcess {
     const entry = options.entry ?? 'main';
     const child = spawn(process.execPath, [join(DIST, `${entry}.js`)], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', PORT: '0', LOG_LEVEL: 'info', ...options.env },
+      // Every test client connects from 127.0.0.1, and a suite makes far more sessions a minute than
+      // a person: the new-session rate is off unless a test sets it.
+      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', PORT: '0', LOG_LEVEL: 'info', RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const app = new AppProcess(child).collect();
