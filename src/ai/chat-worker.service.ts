@@ -8,7 +8,7 @@ import { EventBus } from '../event-bus/event-bus.service';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
-import { sleep } from '../event-bus/stream-tail';
+import { ABORTED, sleep, untilAborted } from '../event-bus/stream-tail';
 import { WorkerGroup } from '../event-bus/worker-group';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
 import { CancelListener } from './cancel-listener';
@@ -17,6 +17,11 @@ import { GenerationSlots } from './generation-slots';
 import { GenerationRunner } from './generation.runner';
 
 const BLOCK_MS = 2000;
+/**
+ * After the grace period, how long aborted generations get to settle. They only have Redis calls
+ * left, each bounded by the command timeout; a Redis that hangs must not hold the shutdown longer.
+ */
+const ABANDON_WAIT_MS = 1000;
 
 interface InFlight {
   controller: AbortController;
@@ -41,6 +46,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private maintenance: NodeJS.Timeout | null = null;
   private maintaining = false;
   private stopping = false;
+  /** Aborted by `stop`: ends a read or a backoff the read loop is waiting on. */
+  private halt = new AbortController();
   private slotFreed: (() => void) | null = null;
   private readonly slots: GenerationSlots;
 
@@ -64,6 +71,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   start(): void {
     if (this.loop) return;
     this.stopping = false;
+    this.halt = new AbortController();
     this.connection = this.redis.openBlocking(`worker:${this.consumer}`);
     this.loop = this.readLoop(this.connection);
     this.cancels.start(({ messageId }) => this.cancel(messageId));
@@ -77,11 +85,13 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
 
   /**
    * Stop reading, give in-flight generations SHUTDOWN_GRACE_MS to finish, then abort the rest
-   * without acknowledging them: they stay pending and another worker takes them over.
+   * without acknowledging them: they stay pending and another worker takes them over. Every wait
+   * here is bounded, whatever Redis does (refusing connections or hanging with them open).
    */
   async stop(): Promise<void> {
     if (!this.loop) return;
     this.stopping = true;
+    this.halt.abort();
     this.slotFreed?.();
     if (this.connection) this.redis.release(this.connection);
     this.connection = null;
@@ -94,7 +104,9 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       if (graceOver) {
         this.logger.warn(`leaving ${this.inFlight.size} unfinished generation(s) to other workers`);
         for (const f of this.inFlight.values()) f.controller.abort(ABORT_SHUTDOWN);
-        await all;
+        const settled = await Promise.race([all.then(() => true), sleep(ABANDON_WAIT_MS).then(() => false)]);
+        // Still unacknowledged, so another worker takes them over; a late ack from here is harmless.
+        if (!settled) this.logger.warn(`${this.inFlight.size} aborted generation(s) still waiting on Redis; not waiting for them`);
       }
     }
     this.cancels.stop();
@@ -114,6 +126,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   private async readLoop(connection: Redis): Promise<void> {
+    const halt = this.halt.signal;
     let groupReady = false;
     let backoffMs = 100;
     while (!this.stopping) {
@@ -123,13 +136,12 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         this.slotFreed = null;
         continue;
       }
-      let entries: StreamEntry[];
+      let entries: StreamEntry[] | typeof ABORTED;
       try {
-        if (!groupReady) {
-          await this.group.ensure(connection);
-          groupReady = true;
-        }
-        entries = await this.group.readNew(connection, this.consumer, free, BLOCK_MS);
+        // Not awaited past `stop`: a command queued while Redis is down may never settle once
+        // the connection is released (see untilAborted).
+        entries = await untilAborted(this.readNew(connection, free, groupReady), halt);
+        groupReady = true;
         backoffMs = 100;
       } catch (err) {
         if (this.stopping || connection.status === 'end') break;
@@ -137,12 +149,19 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         // The stream or group vanished (Redis restarted without persistence, or FLUSHALL): recreate it.
         if (message.includes('NOGROUP')) groupReady = false;
         this.logger.warn(`reading ${STREAMS.incoming} failed, retrying in ${backoffMs} ms: ${message}`);
-        await sleep(backoffMs);
+        await untilAborted(sleep(backoffMs), halt);
         backoffMs = Math.min(backoffMs * 2, 2000);
         continue;
       }
+      if (entries === ABORTED) break;
       for (const entry of entries) this.dispatch(entry, 1);
     }
+  }
+
+  /** Creates the group first unless it is known to exist, then reads up to `count` new commands. */
+  private async readNew(connection: Redis, count: number, groupReady: boolean): Promise<StreamEntry[]> {
+    if (!groupReady) await this.group.ensure(connection);
+    return this.group.readNew(connection, this.consumer, count, BLOCK_MS);
   }
 
   /**

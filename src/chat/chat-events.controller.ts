@@ -1,4 +1,4 @@
-import { BadRequestException, Controller, Get, Headers, OnApplicationShutdown, Param, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { BadRequestException, BeforeApplicationShutdown, Controller, Get, Headers, Param, Query, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { AllowQueryToken } from '../auth/allow-query-token.decorator';
@@ -18,7 +18,7 @@ const HEARTBEAT_MS = 15_000;
 @ApiBearerAuth()
 @UseGuards(SessionAuthGuard)
 @Controller('chat')
-export class ChatEventsController implements OnApplicationShutdown {
+export class ChatEventsController implements BeforeApplicationShutdown {
   private readonly open = new Set<Response>();
 
   constructor(
@@ -92,7 +92,12 @@ export class ChatEventsController implements OnApplicationShutdown {
     }
   }
 
-  onApplicationShutdown(): void {
+  /**
+   * Before the HTTP server closes, which waits for every open response: a stream left open would hold
+   * the shutdown until its deadline. Clients reconnect (`retry:`) to another instance and resume from
+   * their Last-Event-ID.
+   */
+  beforeApplicationShutdown(): void {
     for (const res of this.open) res.end();
     this.open.clear();
   }

@@ -10,6 +10,12 @@ import { AppConfig } from '../config/app-config';
 export const COMMAND_TIMEOUT_MS = 900;
 
 /**
+ * How long shutdown waits for Redis to answer QUIT before dropping the connection. A hung Redis
+ * never answers, and a QUIT on a blocking connection queues behind its BLOCK.
+ */
+export const QUIT_TIMEOUT_MS = 1000;
+
+/**
  * Owns every Redis connection of the process. One shared connection runs ordinary commands and
  * fails fast while Redis is away (no offline queue); each blocking reader gets a connection of its
  * own, so a BLOCK never stalls anyone else's commands. All reconnect by themselves.
@@ -84,20 +90,12 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     connection.disconnect(false);
   }
 
+  /** Closes every connection still open, politely (QUIT) where Redis answers, within QUIT_TIMEOUT_MS. */
   async onApplicationShutdown(): Promise<void> {
     const connections = [...this.all];
     this.all.clear();
     this.commandConnection = null;
-    await Promise.all(
-      connections.map(async (c) => {
-        try {
-          if (c.status === 'ready') await c.quit();
-          else c.disconnect(false);
-        } catch {
-          c.disconnect(false);
-        }
-      }),
-    );
+    await Promise.all(connections.map((c) => quitWithin(c, QUIT_TIMEOUT_MS)));
   }
 
   private open(name: string, extra: Partial<RedisOptions>): Redis {
@@ -122,6 +120,25 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     });
     this.all.add(connection);
     return connection;
+  }
+}
+
+/** QUIT, so replies still due arrive first; dropped after `timeoutMs`, or at once if not ready. */
+async function quitWithin(connection: Redis, timeoutMs: number): Promise<void> {
+  if (connection.status !== 'ready') {
+    connection.disconnect(false);
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+  try {
+    await Promise.race([connection.quit().then(() => undefined), timedOut]);
+  } catch {
+    // Failed or timed out: dropped below all the same.
+  } finally {
+    clearTimeout(timer);
+    // A no-op after a completed QUIT; otherwise it closes the socket, failing what it still holds.
+    connection.disconnect(false);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { eventually } from '../../test/support/eventually';
+import { freePort } from '../../test/support/redis-server';
 import { appConnections, freshRedis } from '../../test/support/test-redis';
 import { RedisConnections } from './redis-connections';
 import { StreamEntry } from './stream-reply';
@@ -112,5 +113,24 @@ describe('StreamTail (real Redis)', () => {
     await stopped;
     expect(seen).toEqual(['1', '2']);
     await eventually(() => tailClient(stream), (line) => line === undefined);
+  });
+
+  it('stop() returns while Redis refuses connections, though the read it queued never settles', async () => {
+    // Nothing listens there: the tail's connection keeps waiting to reconnect, its read queued.
+    const { connections: nowhere } = await appConnections(`redis://127.0.0.1:${await freePort()}`, false);
+    const tail = new StreamTail(nowhere, 'test:tail:unreachable', () => undefined);
+    tail.start();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        tail.stop().then(() => 'stopped'),
+        new Promise((resolve) => (timer = setTimeout(resolve, 1000, 'still waiting after 1 s'))),
+      ]);
+      clearTimeout(timer);
+      expect(outcome).toBe('stopped');
+    } finally {
+      await nowhere.onApplicationShutdown();
+    }
   });
 });

@@ -22,7 +22,8 @@ export class StreamTail {
   private readonly logger: Logger;
   private connection: Redis | null = null;
   private running: Promise<void> | null = null;
-  private stopped = false;
+  /** Aborted by `stop`: ends a read or a backoff the loop is waiting on. */
+  private halt = new AbortController();
   /** Last entry seen; resolved to the stream's newest entry when the tail starts. */
   private lastId: string | null = null;
 
@@ -36,17 +37,19 @@ export class StreamTail {
 
   start(): void {
     if (this.running) return;
-    this.stopped = false;
+    this.halt = new AbortController();
     this.connection = this.redis.openBlocking(`tail:${this.stream}`);
     this.running = this.loop(this.connection);
   }
 
   /**
    * Idempotent: stops reading, releases the connection, and waits for the loop to end, including
-   * the handling of every batch already read (the one in hand and the one read ahead of it).
+   * the handling of every batch already read (the one in hand and the one read ahead of it). It
+   * does not wait for the read in flight: released while Redis is unreachable, the connection may
+   * never settle it (see `untilAborted`).
    */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.halt.abort();
     if (this.connection) {
       this.redis.release(this.connection);
       this.connection = null;
@@ -61,11 +64,12 @@ export class StreamTail {
   }
 
   private async loop(connection: Redis): Promise<void> {
+    const halt = this.halt.signal;
     let backoffMs = 100;
     let handling: Promise<void> = Promise.resolve();
     try {
-      while (!this.stopped) {
-        const entries = await this.read(connection, backoffMs);
+      while (!halt.aborted) {
+        const entries = await this.read(connection, backoffMs, halt);
         if (entries === null) {
           backoffMs = Math.min(backoffMs * 2, 2000);
           continue;
@@ -84,20 +88,25 @@ export class StreamTail {
   }
 
   /** One XREAD: its entries, 'stopped', or null after a failure (logged, backed off). */
-  private async read(connection: Redis, backoffMs: number): Promise<StreamEntry[] | 'stopped' | null> {
+  private async read(connection: Redis, backoffMs: number, halt: AbortSignal): Promise<StreamEntry[] | 'stopped' | null> {
     try {
-      // XREAD with `$` on every call would lose entries written between two calls, so the
-      // starting point is pinned once to a concrete id.
-      this.lastId ??= await this.newestId(connection);
-      const reply: unknown = await connection.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', this.stream, this.lastId);
-      return parseReadReply(reply);
+      const reply = await untilAborted(this.readOnce(connection), halt);
+      return reply === ABORTED ? 'stopped' : reply;
     } catch (err) {
       // Stopped, or the connection was closed under us (shutdown): leave quietly.
-      if (this.stopped || connection.status === 'end') return 'stopped';
+      if (halt.aborted || connection.status === 'end') return 'stopped';
       this.logger.warn(`read failed, retrying in ${backoffMs} ms: ${(err as Error).message}`);
-      await sleep(backoffMs);
+      await untilAborted(sleep(backoffMs), halt);
       return null;
     }
+  }
+
+  private async readOnce(connection: Redis): Promise<StreamEntry[]> {
+    // XREAD with `$` on every call would lose entries written between two calls, so the
+    // starting point is pinned once to a concrete id.
+    this.lastId ??= await this.newestId(connection);
+    const reply: unknown = await connection.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', this.stream, this.lastId);
+    return parseReadReply(reply);
   }
 
   private async handleSafely(entries: StreamEntry[]): Promise<void> {
@@ -111,4 +120,24 @@ export class StreamTail {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export const ABORTED = Symbol('aborted');
+
+/**
+ * Settles as `work` does, or with ABORTED as soon as `signal` aborts, whichever comes first. A
+ * reader that stops must not wait for its command: ioredis (6.0) never settles the commands of a
+ * connection disconnected while it waits to reconnect (Redis down) — they stay queued forever — so
+ * awaiting them would hang shutdown. The abandoned promise keeps a handler and cannot go unhandled.
+ */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | typeof ABORTED> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.resolve(ABORTED);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(ABORTED);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

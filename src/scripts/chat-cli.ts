@@ -1,9 +1,13 @@
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
+import { terminalText, TerminalTextFilter } from './terminal-text';
 
 /**
  * `npm run chat -- "your message"`: creates a session (or reuses --session/--token), connects to the
  * Socket.IO namespace /chat, sends the message and prints the answer as it streams in.
+ *
+ * Everything printed that came from the server (the answer above all: model output is untrusted)
+ * goes through terminal-text first, so it cannot drive the terminal with escape sequences.
  */
 const USAGE = 'usage: npm run chat -- [--url http://localhost:3000] [--think low|medium|high] [--session ID --token TOKEN] "message"';
 
@@ -25,9 +29,9 @@ async function main(): Promise<void> {
   let token = values.token;
   if (!sessionId || !token) {
     const res = await fetch(`${url}/sessions`, { method: 'POST' });
-    if (!res.ok) throw new Error(`POST /sessions answered ${res.status}: ${await res.text()}`);
+    if (!res.ok) throw new Error(`POST /sessions answered ${res.status}: ${terminalText(await res.text())}`);
     ({ sessionId, token } = (await res.json()) as { sessionId: string; token: string });
-    console.error(`session ${sessionId}\ntoken   ${token}\n`);
+    console.error(`session ${terminalText(String(sessionId))}\ntoken   ${terminalText(String(token))}\n`);
   }
 
   const socket = io(`${url}/chat`, { auth: { sessionId, token }, transports: ['websocket'] });
@@ -38,30 +42,38 @@ async function main(): Promise<void> {
 
   let messageId: string | null = null;
   let thinking = false;
+  // One filter per stream: a sequence split across two deltas is still recognised.
+  const thinkingText = new TerminalTextFilter();
+  const answerText = new TerminalTextFilter();
   const done = new Promise<number>((resolve) => {
     socket.on('chat.started', (e: { messageId: string; attempt: number }) => {
-      if (e.messageId === messageId && e.attempt > 1) process.stdout.write(`\n[retry, attempt ${e.attempt}]\n`);
+      if (e.messageId !== messageId || !(e.attempt > 1)) return;
+      // A retry starts both streams afresh; an unfinished sequence of the failed attempt is dropped.
+      thinkingText.reset();
+      answerText.reset();
+      process.stdout.write(`\n[retry, attempt ${terminalText(String(e.attempt))}]\n`);
     });
     socket.on('chat.thinking', (e: { messageId: string; delta: string }) => {
       if (e.messageId !== messageId) return;
       if (!thinking) process.stdout.write('\x1b[2m[thinking] ');
       thinking = true;
-      process.stdout.write(e.delta);
+      process.stdout.write(thinkingText.write(String(e.delta)));
     });
     socket.on('chat.delta', (e: { messageId: string; delta: string }) => {
       if (e.messageId !== messageId) return;
       if (thinking) process.stdout.write('\x1b[0m\n\n');
       thinking = false;
-      process.stdout.write(e.delta);
+      process.stdout.write(answerText.write(String(e.delta)));
     });
     socket.on('chat.completed', (e: { messageId: string; usage: { promptTokens: number; completionTokens: number } }) => {
       if (e.messageId !== messageId) return;
-      console.log(`\n\n[completed: ${e.usage.promptTokens} prompt tokens, ${e.usage.completionTokens} completion tokens]`);
+      const { promptTokens, completionTokens } = e.usage;
+      console.log(`\n\n[completed: ${terminalText(String(promptTokens))} prompt tokens, ${terminalText(String(completionTokens))} completion tokens]`);
       resolve(0);
     });
     socket.on('chat.failed', (e: { messageId: string; error: { code: string; message: string } }) => {
       if (e.messageId !== messageId) return;
-      console.error(`\n[failed: ${e.error.code}] ${e.error.message}`);
+      console.error(`\n[failed: ${terminalText(String(e.error.code))}] ${terminalText(String(e.error.message))}`);
       resolve(1);
     });
     socket.on('chat.cancelled', (e: { messageId: string }) => {
@@ -80,6 +92,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : String(err));
+  // Messages may quote the server (an answer's body, a refusal, a connect error).
+  console.error(terminalText(err instanceof Error ? err.message : String(err)));
   process.exit(1);
 });
