@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { FakeOllama } from './support/fake-ollama';
 
 const run = promisify(execFile);
-const SCRIPT = join(process.cwd(), 'dist', 'scripts', 'model-pull.js');
+const SCRIPT = join(process.env.APP_DIST ?? join(process.cwd(), 'dist'), 'scripts', 'model-pull.js');
 
 describe('model:pull', () => {
   let ollama: FakeOllama;

@@ -21,7 +21,8 @@ describe('many instances', () => {
     redis = await freshRedis();
     ollama = new FakeOllama();
     await ollama.start();
-    const env = { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, RATE_LIMIT_IP_PER_MINUTE: '0' };
+    // 500 sockets from this one address: the per-address connection cap is off here.
+    const env = { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, RATE_LIMIT_IP_PER_MINUTE: '0', MAX_CONNECTIONS_PER_ADDRESS: '0' };
     for (let i = 0; i < 2; i++) apis.push(await AppProcess.start({ env: { ...env, WORKER_ENABLED: 'false' } }));
     for (let i = 0; i < 2; i++) workers.push(await AppProcess.start({ entry: 'worker', env: { ...env, WORKER_CONCURRENCY: '8' } }));
   });
