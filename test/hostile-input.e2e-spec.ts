@@ -7,8 +7,10 @@
  */
 import type { Redis } from 'ioredis';
 import { io, Manager, Socket } from 'socket.io-client';
+import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
 import { ChatClient, Session } from './support/chat-client';
+import { eventually } from './support/eventually';
 import { call, expectAckError, expectError, LEAK } from './support/http-call';
 import { SseClient } from './support/sse-client';
 import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
@@ -256,7 +258,8 @@ describe('hostile input (issue 15 probe)', () => {
       const bare = Array.from({ length: 8 }, () => new Manager(app.url, { transports: ['websocket'], reconnection: false, autoConnect: false }));
       await Promise.all(bare.map((m) => new Promise<void>((resolve, reject) => m.open((err) => (err ? reject(err) : resolve())))));
       const ninth = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
-      expect(await handshake(ninth)).not.toBe('connected');
+      // The handshake request itself is refused (HTTP 403 to the WebSocket upgrade).
+      expect(await handshake(ninth)).toBe('websocket error');
       const sse = await call(app.url, 'GET', `/chat/${session.sessionId}/events`, { token: session.token });
       expectError(sse, 429, /too many open connections from this address/);
       bare[0].engine.close();
@@ -264,6 +267,29 @@ describe('hostile input (issue 15 probe)', () => {
       const afterwards = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
       expect(await handshake(afterwards)).toBe('connected');
       for (const m of bare) m.engine.close();
+    });
+
+    it('CONNECT packets pipelined on one engine.io connection open one /chat socket, not one each', async () => {
+      const session = await ChatClient.createSession(app.url);
+      const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`);
+      const frames: string[] = [];
+      ws.on('message', (data) => frames.push(String(data)));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+        const connect = `40/chat,${JSON.stringify({ sessionId: session.sessionId, token: session.token })}`;
+        for (let i = 0; i < 5; i++) ws.send(connect);
+        await eventually(() => frames.filter((f) => f.startsWith('4')).length, (n) => n === 5, 5000);
+        const answers = frames.filter((f) => f.startsWith('4'));
+        expect(answers.filter((f) => f.startsWith('40/chat,'))).toHaveLength(1);
+        expect(answers.filter((f) => f.startsWith('44/chat,'))).toEqual(
+          Array.from({ length: 4 }, () => expect.stringContaining('already connected to /chat on this connection')),
+        );
+      } finally {
+        ws.close();
+      }
     });
 
     it('deeply nested or very wide JSON is refused with 400 over HTTP and acknowledged with 400 over Socket.IO', async () => {

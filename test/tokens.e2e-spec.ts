@@ -266,6 +266,43 @@ describe('session tokens', () => {
       // other sessions are untouched
       expect(await everyWayIn(app.url, bystander.sessionId, bystander.token)).toEqual(ALL_ACCEPTED);
     });
+
+    it('a socket authenticated before DELETE cannot write into the deleted session', async () => {
+      const s = await createSession(app.url);
+      const socket = io(`${app.url}/chat`, { auth: { sessionId: s.sessionId, token: s.token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', reject);
+        });
+        expect((await call(app.url, 'DELETE', `/chat/${s.sessionId}`, bearer(s.token))).status).toBe(204);
+        const ack = await socket.timeout(5000).emitWithAck('chat.send', { content: 'after the delete' });
+        expect(ack).toEqual({ error: { statusCode: 401, error: 'Unauthorized', message: 'invalid token: its session was deleted' } });
+        expect(await redis.exists(`chat:{${s.sessionId}}:order`, `chat:{${s.sessionId}}:messages`)).toBe(0);
+      } finally {
+        socket.close();
+      }
+    });
+
+    it('a socket that outlives its token is disconnected at its next event', async () => {
+      const s = await createSession(app.url);
+      const token = craft(SECRET_A, s.sessionId, nowSeconds() + 2);
+      const socket = io(`${app.url}/chat`, { auth: { sessionId: s.sessionId, token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', reject);
+        });
+        const live = await socket.timeout(5000).emitWithAck('chat.send', { content: 'while the token lives' });
+        expect(live).toEqual({ messageId: expect.any(String) });
+        await new Promise((r) => setTimeout(r, 3000));
+        const disconnected = new Promise<string>((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
+        socket.emit('chat.send', { content: 'after it expired' });
+        expect(await disconnected).toBe('io server disconnect');
+      } finally {
+        socket.close();
+      }
+    });
   });
 
   // ===========================================================================================

@@ -20,6 +20,7 @@ const HEARTBEAT_MS = 15_000;
 @Controller('chat')
 export class ChatEventsController implements BeforeApplicationShutdown {
   private readonly open = new Set<Response>();
+  private stopping = false;
 
   constructor(
     private readonly resumable: ResumableEvents,
@@ -50,6 +51,9 @@ export class ChatEventsController implements BeforeApplicationShutdown {
   ): Promise<void> {
     const lastEventId = header ?? query ?? null;
     if (lastEventId !== null && !isStreamId(lastEventId)) throw new BadRequestException('Last-Event-ID must be an event id such as 1732531200000-0');
+    // Streams ended at shutdown reconnect at once, maybe to this process again: refused here, they
+    // go elsewhere instead of holding the HTTP server's close.
+    if (this.stopping) throw new RetryLaterException(503, 'this server is shutting down; reconnect', 2);
     const place = this.caps.takeBoth(req.ip ?? req.socket.remoteAddress ?? '', sessionId);
     if (place === 'address-full') throw new RetryLaterException(429, 'too many open connections from this address', 10);
     if (place === 'session-full') throw new RetryLaterException(429, 'too many open connections for this session', 10);
@@ -98,6 +102,7 @@ export class ChatEventsController implements BeforeApplicationShutdown {
    * their Last-Event-ID.
    */
   beforeApplicationShutdown(): void {
+    this.stopping = true;
     for (const res of this.open) res.end();
     this.open.clear();
   }

@@ -83,7 +83,7 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     }
   });
 
-  it('keeps the text of a deleted conversation\'s message out of the log, off the wire and out of chat:outgoing', async () => {
+  it('keeps the text of a deleted conversation\'s message out of the log, off the wire and out of chat:outgoing; its final event becomes chat.cancelled', async () => {
     const sessionId = `s-${randomUUID()}`;
     const kept = randomUUID();
     const deleted = randomUUID();
@@ -96,18 +96,38 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
       const ids = {
         keptDelta: await bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId: kept, delta: 'fine' } }),
         deletedDelta: await bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId: deleted, delta: 'SECRET-1' } }),
-        deletedFailed: await bus.publishEvent({ type: 'chat.failed', payload: { sessionId, messageId: deleted, error: { code: 'ollama_error', message: 'SECRET-2' } } }),
-        deletedCancelled: await bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId: deleted } }),
+        // published just before the delete, not relayed yet: the clients that saw the message start
+        // still get exactly one final event for it, without its text
+        deletedCompleted: await bus.publishEvent({
+          type: 'chat.completed',
+          payload: { sessionId, messageId: deleted, content: 'SECRET-2', usage: { promptTokens: 1, completionTokens: 1 } },
+        }),
       };
       await eventually(() => delivered.length, (n) => n === 2, 5_000);
-      expect(delivered.map((e) => e.eventId)).toEqual([ids.keptDelta, ids.deletedCancelled]);
+      expect(delivered).toEqual([
+        expect.objectContaining({ type: 'chat.delta', eventId: ids.keptDelta }),
+        { type: 'chat.cancelled', payload: { sessionId, messageId: deleted }, eventId: ids.deletedCompleted },
+      ]);
       const logged = await redis.xrange(keys.events, '-', '+');
-      expect(logged.map(([id]) => id)).toEqual([ids.keptDelta, ids.deletedCancelled]);
+      expect(logged.map(([id]) => id)).toEqual([ids.keptDelta, ids.deletedCompleted]);
+      expect(logged[1][1]).toContain('chat.cancelled');
       expect(JSON.stringify(logged)).not.toMatch(/SECRET/);
       expect(await redis.ttl(keys.events)).toBeGreaterThan(0);
       const outgoing = await redis.xrange(STREAMS.outgoing, '-', '+');
       expect(JSON.stringify(outgoing)).not.toMatch(/SECRET/);
-      expect(outgoing.map(([id]) => id)).toEqual(expect.arrayContaining([ids.keptDelta, ids.deletedCancelled]));
+      expect(outgoing.map(([id]) => id)).toContain(ids.keptDelta);
+      // A second relay copying the same final event decides alike: the replacement, never the text.
+      const again = await bus.appendToSessionLogs([
+        {
+          sessionId,
+          eventId: ids.deletedCompleted,
+          fields: ['v', '1', 'type', 'chat.completed', 'data', JSON.stringify({ sessionId, messageId: deleted, content: 'SECRET-2' })],
+          refreshesTtl: true,
+          textOf: deleted,
+          finalReplacement: ['v', '1', 'type', 'chat.cancelled', 'data', JSON.stringify({ sessionId, messageId: deleted })],
+        },
+      ]);
+      expect([...again]).toEqual([[ids.deletedCompleted, 'replaced']]);
     } finally {
       stop();
     }
@@ -138,6 +158,7 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
       fields: ['v', '1', 'type', 'chat.delta', 'data', JSON.stringify({ sessionId, messageId, delta: 'x' })],
       refreshesTtl: false,
       textOf: messageId,
+      finalReplacement: null,
     };
     expect([...(await bus.appendToSessionLogs([entry]))]).toEqual([]);
     expect([...(await bus.appendToSessionLogs([entry]))]).toEqual([]);

@@ -1,10 +1,10 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { ChatEventType, decodeOutgoing, DeliveredEvent, FINAL_EVENT_TYPES } from '../event-bus/envelopes';
+import { ChatEventType, decodeOutgoing, DeliveredEvent, encodeEvent, FINAL_EVENT_TYPES } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { STREAMS } from '../event-bus/stream-names';
 import { StreamEntry } from '../event-bus/stream-reply';
 import { sleep, StreamTail } from '../event-bus/stream-tail';
-import { EventBus, SessionLogEntry } from '../event-bus/event-bus.service';
+import { EventBus, RefusedCopy, SessionLogEntry } from '../event-bus/event-bus.service';
 import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
@@ -53,7 +53,8 @@ export class ChatEventsRelay {
   /**
    * Copies the batch into the session logs first, then delivers it: an event a client can receive
    * live is always already in the log a resuming client replays (see ResumableEvents). An event the
-   * log refused (text of a deleted conversation) is not delivered either.
+   * log refused (text of a deleted conversation) is not delivered either, or, if it ended its
+   * message, is delivered as the chat.cancelled that was logged in its place.
    */
   private async deliver(entries: StreamEntry[], sink: EventSink): Promise<void> {
     const events: DeliveredEvent[] = [];
@@ -72,11 +73,20 @@ export class ChatEventsRelay {
         fields: entry.fields,
         refreshesTtl: type === 'chat.user_message' || FINAL_EVENT_TYPES.has(type),
         textOf: TEXT_EVENT_TYPES.has(type) ? payload.messageId : null,
+        finalReplacement:
+          TEXT_EVENT_TYPES.has(type) && FINAL_EVENT_TYPES.has(type)
+            ? encodeEvent({ type: 'chat.cancelled', payload: { sessionId: payload.sessionId, messageId: payload.messageId } })
+            : null,
       });
     }
     const refused = await this.logWithRetry(logEntries);
-    for (const event of events) {
-      if (refused.has(event.eventId)) continue;
+    for (const original of events) {
+      const fate = refused.get(original.eventId);
+      if (fate === 'dropped') continue;
+      const event: DeliveredEvent =
+        fate === 'replaced'
+          ? { type: 'chat.cancelled', payload: { sessionId: original.payload.sessionId, messageId: original.payload.messageId }, eventId: original.eventId }
+          : original;
       try {
         sink(event);
       } catch (err) {
@@ -87,14 +97,14 @@ export class ChatEventsRelay {
   }
 
   /** A Redis hiccup must not drop live delivery: retry briefly, then deliver anyway (logged). */
-  private async logWithRetry(entries: SessionLogEntry[]): Promise<ReadonlySet<string>> {
+  private async logWithRetry(entries: SessionLogEntry[]): Promise<ReadonlyMap<string, RefusedCopy>> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.bus.appendToSessionLogs(entries);
       } catch (err) {
         if (attempt >= 5) {
           this.logger.error(`session logs not written for ${entries.length} event(s): ${(err as Error).message}`);
-          return new Set();
+          return new Map();
         }
         await sleep(100 * attempt);
       }

@@ -45,6 +45,8 @@ interface SocketData {
   detach?: () => void;
   /** Gives back the socket's place under the session's connection cap. */
   release?: Release;
+  /** When the handshake's token expires (ms); null without tokens. */
+  tokenExpiresAt: number | null;
 }
 
 type ChatSocket = Socket<Record<string, never>, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -69,6 +71,8 @@ export function resyncPayload(sessionId: string): ResyncPayload {
 export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(ChatGateway.name);
   private stopping = false;
+  /** Engine.io connections that have (or are opening) a /chat socket. */
+  private readonly chatConnections = new WeakSet<object>();
   @WebSocketServer() private server: ChatNamespace;
 
   constructor(
@@ -83,13 +87,19 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
 
   afterInit(server: ChatNamespace): void {
     server.use((socket, next) => {
-      this.authenticate(socket).then(
-        (failure) => next(failure ? new Error(failure) : undefined),
-        (err: unknown) => {
-          this.logger.warn(`handshake check failed: ${(err as Error).message}`);
-          next(new Error('unavailable'));
-        },
-      );
+      // One /chat socket per engine.io connection (socket.io-client opens a connection per socket of
+      // a namespace): CONNECT packets pipelined on one connection would otherwise each pass the
+      // handshake while counting once against the address's connection cap.
+      if (this.chatConnections.has(socket.conn)) return next(new Error('already connected to /chat on this connection'));
+      this.chatConnections.add(socket.conn);
+      const done = (failure: string | null) => {
+        if (failure) this.chatConnections.delete(socket.conn);
+        next(failure ? new Error(failure) : undefined);
+      };
+      this.authenticate(socket).then(done, (err: unknown) => {
+        this.logger.warn(`handshake check failed: ${(err as Error).message}`);
+        done('unavailable');
+      });
     });
     this.relay.start((event) => this.emit(event));
   }
@@ -120,6 +130,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
   }
 
   handleDisconnect(socket: ChatSocket): void {
+    this.chatConnections.delete(socket.conn);
     this.metrics.connectedClients.dec({ transport: 'socket.io' });
     socket.data.detach?.();
     socket.data.release?.();
@@ -135,6 +146,12 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     const { socketEventsPerMinute: perMinute, socketEventBurst: burst } = this.config.limits;
     const bucket = new EventBucket(perMinute, burst);
     socket.use((packet, next) => {
+      const expiresAt = socket.data.tokenExpiresAt;
+      if (expiresAt !== null && Date.now() >= expiresAt) {
+        // The socket outlived its token: the client reconnects with a fresh one.
+        socket.disconnect(true);
+        return;
+      }
       if (bucket.take()) return next();
       const ack: unknown = packet[packet.length - 1];
       if (typeof ack === 'function') {
@@ -195,15 +212,23 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     const { sessionId, token } = (typeof auth === 'object' && auth !== null ? auth : {}) as Record<string, unknown>;
     if (this.stopping) return 'unavailable';
     if (!isValidId(sessionId)) return 'unauthorized';
-    // CONTRACT: any bad token, including another session's, fails with `unauthorized`.
-    if ((await this.tokens.verify(sessionId, token)) !== 'ok') return 'unauthorized';
+    let expiresAt: number | null = null;
+    if (this.tokens.enabled) {
+      const reading = await this.tokens.read(token);
+      // CONTRACT: any bad token, including another session's, fails with `unauthorized`.
+      if ('refused' in reading || reading.sessionId !== sessionId) return 'unauthorized';
+      expiresAt = reading.expiresAt * 1000;
+    }
     const { lastEventId } = (typeof auth === 'object' && auth !== null ? auth : {}) as Record<string, unknown>;
     if (lastEventId !== undefined && lastEventId !== null && !isStreamId(lastEventId)) return 'invalid lastEventId';
+    // Gone while its token was checked: its 'close' has fired already and would never give the place back.
+    if (socket.conn.readyState !== 'open') return 'closed';
     const release = this.caps.takeSession(sessionId);
     if (!release) return 'too many connections for this session';
     socket.data.release = release;
     // A connection that closes before the socket joins never reaches handleDisconnect.
     socket.conn.once('close', release);
+    socket.data.tokenExpiresAt = expiresAt;
     socket.data.sessionId = sessionId;
     socket.data.lastEventId = isStreamId(lastEventId) ? lastEventId : null;
     return null;

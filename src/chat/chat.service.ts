@@ -1,4 +1,4 @@
-import { BadRequestException, Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { BadRequestException, Injectable, Logger, NotFoundException, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { allWritten } from '../event-bus/all-written';
@@ -95,7 +95,10 @@ export class ChatService {
       this.bus.publishCommand(command).then((enqueued) => {
         if (!enqueued.queued) throw backlogFull(enqueued.backlog);
       }),
-      this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think }),
+      this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think }).then((appended) => {
+        // A socket (or a request) authenticated just before the session was deleted.
+        if (appended === 'revoked') throw new UnauthorizedException('invalid token: its session was deleted');
+      }),
     ]);
     await this.allOrTakeBack(sessionId, messageId, [
       this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } }),

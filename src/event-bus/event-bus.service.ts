@@ -25,7 +25,16 @@ export interface SessionLogEntry {
    * their way.
    */
   textOf: string | null;
+  /**
+   * For a final event with text (chat.completed, chat.failed): the encoded text-free chat.cancelled
+   * logged and delivered in its place when its text is refused, so the message still ends with
+   * exactly one final event for the clients that saw it start.
+   */
+  finalReplacement: readonly string[] | null;
 }
+
+/** What became of a relayed event whose text was refused: left out, or replaced by a chat.cancelled. */
+export type RefusedCopy = 'dropped' | 'replaced';
 
 /** A command queued (its entry id), or refused because chat:incoming held MAX_BACKLOG commands. */
 export type Enqueued = { queued: true; id: string } | { queued: false; backlog: number };
@@ -44,21 +53,32 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 /**
  * Copies one event into a session's log under its own id. KEYS: the log, the session's messages
  * hash, the session's deleted mark. ARGV: MAXLEN, event id, history field that must exist
- * ('' = none), TTL seconds, fields... Returns 1 (copied), 2 (already there: a duplicate id, another
- * relay was first) or 0 (refused: the conversation was deleted and the message is not in the
- * history). Only a deleted conversation refuses: a message merely trimmed from a long history keeps
- * its events. A log created here gets its expiry at once: a deleted conversation's log is created
- * anew by its chat.cancelled, with no chat.user_message to refresh it.
+ * ('' = none), TTL seconds, n, n replacement fields, the event's fields... Returns 1 (copied), 2
+ * (already there: a duplicate id, another relay was first), 0 (dropped) or 3 (replaced): refused
+ * because the conversation was deleted and the message is not in the history; a final event is then
+ * logged as its text-free replacement instead (every relay decides alike, duplicates included). Only
+ * a deleted conversation refuses: a message merely trimmed from a long history keeps its events. A
+ * log created here gets its expiry at once: a deleted conversation's log is created anew by its
+ * chat.cancelled, with no chat.user_message to refresh it.
  */
 const LOG_COPY = new LuaScript(`
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then return 0 end
+local n = tonumber(ARGV[5])
+local refused = ARGV[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0
+if refused and n == 0 then return 0 end
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
-local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], unpack(ARGV, 5))
+local added
+if refused then
+  added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], unpack(ARGV, 6, 5 + n))
+else
+  added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], unpack(ARGV, 6 + n))
+end
 if type(added) == 'table' and added.err then
-  if string.find(added.err, 'equal or smaller', 1, true) then return 2 end
-  return added
+  if not string.find(added.err, 'equal or smaller', 1, true) then return added end
+  if refused then return 3 end
+  return 2
 end
 if fresh then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if refused then return 3 end
 return 1
 `);
 
@@ -125,10 +145,11 @@ export class EventBus {
    * outcome. The entries' fields are copied as read (already checked), not encoded again.
    * An event with text whose message has left the history (its conversation was deleted while it
    * was on its way) is not logged, and is deleted from chat:outgoing too, where it would otherwise
-   * keep the text until trimmed; relays that have not read it yet never see it. Returns the ids of
-   * those events: not to be delivered either.
+   * keep the text until trimmed; relays that have not read it yet never see it. Returns what became
+   * of those events by id: a dropped one is not delivered either, a replaced one is delivered as its
+   * replacement.
    */
-  async appendToSessionLogs(entries: SessionLogEntry[]): Promise<ReadonlySet<string>> {
+  async appendToSessionLogs(entries: SessionLogEntry[]): Promise<ReadonlyMap<string, RefusedCopy>> {
     const bySession = new Map<string, SessionLogEntry[]>();
     for (const entry of entries) {
       const list = bySession.get(entry.sessionId) ?? [];
@@ -138,21 +159,26 @@ export class EventBus {
     // One script call per entry, not a pipeline per session: the connection auto-pipelines whatever
     // is issued in this turn into one write (grouped per node on a Cluster).
     const writes: Promise<unknown>[] = [];
-    const refused: string[] = [];
+    const refused = new Map<string, RefusedCopy>();
     const redis = this.redis.commands;
     const ttl = this.config.history.ttlSeconds;
     for (const [sessionId, list] of bySession) {
       const keys = sessionKeys(sessionId);
       for (const entry of list) {
         const required = entry.textOf === null ? '' : userPartField(entry.textOf);
-        const args = [this.config.redis.sessionEventsMaxLen, entry.eventId, required, ttl, ...entry.fields];
-        writes.push(LOG_COPY.run(redis, [keys.events, keys.messages, keys.deleted], args).then((copied) => (copied === 0 ? refused.push(entry.eventId) : undefined)));
+        const replacement = entry.finalReplacement ?? [];
+        const args = [this.config.redis.sessionEventsMaxLen, entry.eventId, required, ttl, replacement.length, ...replacement, ...entry.fields];
+        const copy = LOG_COPY.run(redis, [keys.events, keys.messages, keys.deleted], args).then((copied) => {
+          if (copied === 0) refused.set(entry.eventId, 'dropped');
+          else if (copied === 3) refused.set(entry.eventId, 'replaced');
+        });
+        writes.push(copy);
       }
       if (this.logTtlDue(sessionId, list)) writes.push(redis.expire(keys.events, ttl));
     }
     await allWritten(writes);
-    if (refused.length) await this.deleteEvents(refused);
-    return new Set(refused);
+    if (refused.size) await this.deleteEvents([...refused.keys()]);
+    return refused;
   }
 
   /** Deletes events from chat:outgoing (ids that are not there are ignored). */

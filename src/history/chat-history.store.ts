@@ -82,10 +82,13 @@ const FINAL_LUA = `local function final(s) return s == 'completed' or s == 'fail
 
 /**
  * Appends a user message and drops the oldest ended turns beyond the cap, in one round trip.
- * KEYS: order list, messages hash, client-ids hash. ARGV: messageId, user part (JSON), TTL seconds,
- * turns to keep. Returns the turns kept. Field names as in `field`.
+ * KEYS: order list, messages hash, client-ids hash, revoked mark. ARGV: messageId, user part (JSON),
+ * TTL seconds, turns to keep. Returns the turns kept, or -1 when the session was deleted and its
+ * tokens revoked: a socket authenticated before the delete must not write into it again.
+ * Field names as in `field`.
  */
 const APPEND = new LuaScript(`${FINAL_LUA}
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 local id, ttl = ARGV[1], ARGV[3]
 local length = redis.call('RPUSH', KEYS[1], id)
 redis.call('HSET', KEYS[2], id .. ':user', ARGV[2], id .. ':status', 'queued')
@@ -275,13 +278,14 @@ export class ChatHistoryStore {
     return Math.max(1, Math.floor(this.config.history.maxMessages / 2));
   }
 
-  async appendUserMessage(sessionId: string, messageId: string, part: StoredUserPart): Promise<void> {
+  async appendUserMessage(sessionId: string, messageId: string, part: StoredUserPart): Promise<'appended' | 'revoked'> {
     const keys = sessionKeys(sessionId);
-    await APPEND.run(
+    const kept = await APPEND.run(
       this.redis.commands,
-      [keys.order, keys.messages, keys.clientIds],
+      [keys.order, keys.messages, keys.clientIds, keys.revoked],
       [messageId, JSON.stringify(part), this.config.history.ttlSeconds, this.maxTurns],
     );
+    return kept === -1 ? 'revoked' : 'appended';
   }
 
   /**
