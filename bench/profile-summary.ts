@@ -37,13 +37,35 @@ export interface ProfileSummary {
 
 /** Cost centres of the pipeline, by owner (see byOwner). */
 export function categoryOf(owner: string): string {
-  if (owner === 'ioredis' || owner === 'redis-errors' || owner === 'redis-parser' || owner === 'denque' || owner === 'cluster-key-slot' || owner.startsWith('@ioredis/'))
+  if (
+    owner === 'ioredis' ||
+    owner === 'redis-errors' ||
+    owner === 'redis-parser' ||
+    owner === 'denque' ||
+    owner === 'cluster-key-slot' ||
+    owner.startsWith('@ioredis/')
+  )
     return 'Redis client (ioredis, incl. its socket writes)';
-  if (/^(ws|engine\.io|engine\.io-parser|socket\.io|socket\.io-parser|socket\.io-adapter|@socket\.io\/.*|@nestjs\/platform-socket\.io|@nestjs\/websockets)$/.test(owner))
+  if (
+    /^(ws|engine\.io|engine\.io-parser|socket\.io|socket\.io-parser|socket\.io-adapter|@socket\.io\/.*|@nestjs\/platform-socket\.io|@nestjs\/websockets)$/.test(
+      owner,
+    )
+  )
     return 'Socket.IO / WebSocket delivery';
-  if (/^(express|router|body-parser|raw-body|helmet|pino-http|pino|on-finished|finalhandler|send|serve-static|cors|class-validator|class-transformer|validator|qs|iconv-lite|type-is|content-type|@nestjs\/.*|nestjs-pino|reflect-metadata|path-to-regexp|rxjs|express-.*|prom-client)$/.test(owner))
+  if (
+    /^(express|router|body-parser|raw-body|helmet|pino-http|pino|on-finished|finalhandler|send|serve-static|cors|class-validator|class-transformer|validator|qs|iconv-lite|type-is|content-type|@nestjs\/.*|nestjs-pino|reflect-metadata|path-to-regexp|rxjs|express-.*|prom-client)$/.test(
+      owner,
+    )
+  )
     return 'HTTP / Nest / validation / logging / metrics';
-  if (owner === 'ollama' || owner === 'app: ai/providers/ollama.provider.js' || owner.startsWith('wasm://') || owner === 'node:deps' || owner === 'node:webstreams' || owner === 'whatwg-fetch')
+  if (
+    owner === 'ollama' ||
+    owner === 'app: ai/providers/ollama.provider.js' ||
+    owner.startsWith('wasm://') ||
+    owner === 'node:deps' ||
+    owner === 'node:webstreams' ||
+    owner === 'whatwg-fetch'
+  )
     return 'Ollama client streaming (fetch/undici, NDJSON parse)';
   if (owner === '(garbage collector)') return 'garbage collection';
   if (owner.startsWith('app: ')) return 'app code (own frames)';
@@ -86,10 +108,14 @@ export function summarizeProfileData(profile: CpuProfile, file: string, top = 20
     else {
       const a = areaOf(node.callFrame.url, node.callFrame.functionName);
       const up = parent.get(id);
-      owner = isOwner(a) ? a : up === undefined ? a : (() => {
-        const o = ownerOf(up);
-        return isOwner(o) ? o : a;
-      })();
+      owner = isOwner(a)
+        ? a
+        : up === undefined
+          ? a
+          : (() => {
+              const o = ownerOf(up);
+              return isOwner(o) ? o : a;
+            })();
     }
     ownerCache.set(id, owner);
     return owner;
@@ -125,8 +151,20 @@ export function summarizeProfileData(profile: CpuProfile, file: string, top = 20
     const key = `${functionName || '(anonymous)'} ${where}`.trim();
     fn.set(key, (fn.get(key) ?? 0) + ms);
   }
-  const sorted = (m: Map<string, number>) => [...m.entries()].sort((x, y) => y[1] - x[1]).slice(0, top).map(([k, v]) => [k, Math.round(v)] as [string, number]);
-  return { file, totalMs: Math.round(total), busyMs: Math.round(total - idle), byArea: sorted(area), byOwner: sorted(owner), byFunction: sorted(fn), byCategory: sorted(category) };
+  const sorted = (m: Map<string, number>) =>
+    [...m.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, top)
+      .map(([k, v]) => [k, Math.round(v)] as [string, number]);
+  return {
+    file,
+    totalMs: Math.round(total),
+    busyMs: Math.round(total - idle),
+    byArea: sorted(area),
+    byOwner: sorted(owner),
+    byFunction: sorted(fn),
+    byCategory: sorted(category),
+  };
 }
 
 export function renderProfile(s: ProfileSummary, label: string): string {

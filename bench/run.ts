@@ -171,7 +171,9 @@ function prepareApp(): string {
   rmSync(copy, { recursive: true, force: true });
   let how: string;
   if ((missing || stale) && !args['no-build']) {
-    log(`dist/ is ${missing ? 'missing' : 'older than src/'}: compiling src/ into bench/.dist (tsc -p tsconfig.build.json, like nest build; dist/ is left alone)`);
+    log(
+      `dist/ is ${missing ? 'missing' : 'older than src/'}: compiling src/ into bench/.dist (tsc -p tsconfig.build.json, like nest build; dist/ is left alone)`,
+    );
     const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', copy], { cwd: ROOT, stdio: ['ignore', 2, 2] });
     if (build.status === 0) {
       if (existsSync(join(ROOT, 'src', 'public'))) cpSync(join(ROOT, 'src', 'public'), join(copy, 'public'), { recursive: true });
@@ -189,14 +191,17 @@ function prepareApp(): string {
     cpSync(join(ROOT, 'dist'), copy, { recursive: true });
     how = stale ? 'stale dist/ (--no-build)' : 'dist/ (up to date with src/)';
   }
-  if (!existsSync(join(copy, 'main.js')) || !existsSync(join(copy, 'worker.js'))) throw new Error('no main.js / worker.js to run; run again');
+  if (!existsSync(join(copy, 'main.js')) || !existsSync(join(copy, 'worker.js')))
+    throw new Error('no main.js / worker.js to run; run again');
   useDist(copy);
   return how;
 }
 
 function git(args: string[]): string {
   try {
-    return execFileSync('git', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return execFileSync('git', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     return 'unknown';
   }
@@ -280,7 +285,7 @@ async function main(): Promise<number> {
   }
   let othersBeforePct = await idleCheck();
   const waitIdle = int(args['wait-idle'], 0);
-  for (const deadline = Date.now() + waitIdle * 1000; othersBeforePct >= 15 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + waitIdle * 1000; othersBeforePct >= 15 && Date.now() < deadline;) {
     log(`machine busy (${othersBeforePct}% of a core used by other processes): waiting`);
     await new Promise((r) => setTimeout(r, 4000));
     othersBeforePct = await idleCheck();
@@ -329,7 +334,9 @@ async function main(): Promise<number> {
     memory: config.memory,
     arrivals: 'open loop: uniform arrivals on a 1 ms timer tick; one message in flight per session',
   };
-  log(`machine: ${cpus.length} cores ${results.machine.cpuModel}, node ${process.version}, redis ${results.machine.redis}; mode ${config.mode}`);
+  log(
+    `machine: ${cpus.length} cores ${results.machine.cpuModel}, node ${process.version}, redis ${results.machine.redis}; mode ${config.mode}`,
+  );
 
   const ctx: PhaseContext = { env, monitor, config, log };
   const inspectors = new Map<number, InspectorSession>();
@@ -377,7 +384,10 @@ async function main(): Promise<number> {
   if (phases.has('fanout')) {
     results.fanout = [];
     for (const c of config.fanout.coalesce) {
-      if (String(c) !== env.currentWorkerEnv.DELTA_COALESCE_MS && !(c === coalesce && env.currentWorkerEnv.DELTA_COALESCE_MS === undefined)) {
+      if (
+        String(c) !== env.currentWorkerEnv.DELTA_COALESCE_MS &&
+        !(c === coalesce && env.currentWorkerEnv.DELTA_COALESCE_MS === undefined)
+      ) {
         log(`restarting the worker with DELTA_COALESCE_MS=${c}`);
         await env.startWorker({ DELTA_COALESCE_MS: String(c) });
         monitor.pids = { api: env.api.pid, worker: env.worker.pid };
@@ -418,12 +428,27 @@ function targets(r: Results): NonNullable<Results['targets']> {
   const out: NonNullable<Results['targets']> = [];
   if (r.latency?.length) {
     const at200 = r.latency.reduce((best, l) => (Math.abs(l.offeredPerSec - 200) < Math.abs(best.offeredPerSec - 200) ? l : best));
-    out.push({ name: `added latency p50 @${at200.offeredPerSec} msg/s`, target: '≤ 2 ms', measured: `${fmt(at200.added.p50, 2)} ms`, met: at200.added.p50 <= 2 });
-    out.push({ name: `added latency p99 @${at200.offeredPerSec} msg/s`, target: '≤ 10 ms', measured: `${fmt(at200.added.p99, 2)} ms`, met: at200.added.p99 <= 10 });
+    out.push({
+      name: `added latency p50 @${at200.offeredPerSec} msg/s`,
+      target: '≤ 2 ms',
+      measured: `${fmt(at200.added.p50, 2)} ms`,
+      met: at200.added.p50 <= 2,
+    });
+    out.push({
+      name: `added latency p99 @${at200.offeredPerSec} msg/s`,
+      target: '≤ 10 ms',
+      measured: `${fmt(at200.added.p99, 2)} ms`,
+      met: at200.added.p99 <= 10,
+    });
   }
   if (r.throughput) {
     const m = r.throughput.maxSustainedPerSec;
-    out.push({ name: 'sustained complete messages/s, zero lost', target: '≥ 2,000/s', measured: m === null ? 'none sustained' : `${fmtInt(m)}/s`, met: m !== null && m >= 2000 });
+    out.push({
+      name: 'sustained complete messages/s, zero lost',
+      target: '≥ 2,000/s',
+      measured: m === null ? 'none sustained' : `${fmtInt(m)}/s`,
+      met: m !== null && m >= 2000,
+    });
   }
   if (r.fanout?.length) {
     const perToken = r.fanout.filter((f) => f.coalesceMs === 0);
@@ -451,7 +476,12 @@ function targets(r: Results): NonNullable<Results['targets']> {
   if (r.memory) {
     const v = r.memory.verdict;
     const flat = (s: string) => s.startsWith('flat');
-    out.push({ name: `memory flat across ${fmtInt(r.memory.messages)} messages`, target: 'flat', measured: `api ${flat(v.apiRss) ? 'flat' : 'growing'}, worker ${flat(v.workerRss) ? 'flat' : 'growing'}, redis ${flat(v.redis) ? 'flat' : 'growing'}`, met: flat(v.apiRss) && flat(v.workerRss) && flat(v.redis) });
+    out.push({
+      name: `memory flat across ${fmtInt(r.memory.messages)} messages`,
+      target: 'flat',
+      measured: `api ${flat(v.apiRss) ? 'flat' : 'growing'}, worker ${flat(v.workerRss) ? 'flat' : 'growing'}, redis ${flat(v.redis) ? 'flat' : 'growing'}`,
+      met: flat(v.apiRss) && flat(v.workerRss) && flat(v.redis),
+    });
   }
   return out;
 }
@@ -467,35 +497,85 @@ function render(r: Results): string {
   lines.push(
     `app: 1 API (WORKER_ENABLED=false) + 1 worker; WORKER_CONCURRENCY=${e.WORKER_CONCURRENCY} DELTA_COALESCE_MS=${e.DELTA_COALESCE_MS} LOG_LEVEL=${e.LOG_LEVEL} AUTH_MODE=${e.AUTH_MODE} rate limits off, MAX_BACKLOG=${e.MAX_BACKLOG}, other settings default`,
   );
-  lines.push('provider: fake Ollama (test/support/fake-ollama.ts) in the bench process, reached by the worker through the official ollama client');
-  lines.push('CPU columns: % of one core over the measuring window (a Node process tops out near 100%, the machine at ' + `${Number(m.cores) * 100}%); "others" = CPU of processes outside the bench`);
-  lines.push(`machine before the run: ${m.othersBeforePct}% of one core busy with other processes${Number(m.othersBeforePct) >= 10 ? ' — WARNING: the machine was not idle, numbers are disturbed' : ''}`);
+  lines.push(
+    'provider: fake Ollama (test/support/fake-ollama.ts) in the bench process, reached by the worker through the official ollama client',
+  );
+  lines.push(
+    'CPU columns: % of one core over the measuring window (a Node process tops out near 100%, the machine at ' +
+      `${Number(m.cores) * 100}%); "others" = CPU of processes outside the bench`,
+  );
+  lines.push(
+    `machine before the run: ${m.othersBeforePct}% of one core busy with other processes${Number(m.othersBeforePct) >= 10 ? ' — WARNING: the machine was not idle, numbers are disturbed' : ''}`,
+  );
 
   if (r.latency?.length) {
     const c = config.latency;
     lines.push('');
-    lines.push(`OVERHEAD LATENCY — send (HTTP POST /chat/send) → first chat.delta on the socket; floor = same fake straight through the ollama client`);
-    lines.push(`  reply ${c.reply.tokens} tokens, ${c.reply.delayMs} ms before each; ${c.sessions} sessions; ${c.seconds} s per load (floor ${c.floorSeconds} s); added = pipeline pX − floor pX`);
-    const rows = [['load', 'floor p50', 'p95', 'p99', 'pipeline p50', 'p95', 'p99', 'added p50', 'p95', 'p99', 'n', 'lost', 'api', 'worker', 'redis', 'bench', 'others']];
+    lines.push(
+      `OVERHEAD LATENCY — send (HTTP POST /chat/send) → first chat.delta on the socket; floor = same fake straight through the ollama client`,
+    );
+    lines.push(
+      `  reply ${c.reply.tokens} tokens, ${c.reply.delayMs} ms before each; ${c.sessions} sessions; ${c.seconds} s per load (floor ${c.floorSeconds} s); added = pipeline pX − floor pX`,
+    );
+    const rows = [
+      [
+        'load',
+        'floor p50',
+        'p95',
+        'p99',
+        'pipeline p50',
+        'p95',
+        'p99',
+        'added p50',
+        'p95',
+        'p99',
+        'n',
+        'lost',
+        'api',
+        'worker',
+        'redis',
+        'bench',
+        'others',
+      ],
+    ];
     for (const l of r.latency) {
       const p = l.pipeline;
       rows.push([
         `${l.offeredPerSec}/s`,
-        `${fmt(l.floor.firstToken.p50, 2)} ms`, fmt(l.floor.firstToken.p95, 2), fmt(l.floor.firstToken.p99, 2),
-        `${fmt(p.firstDelta.p50, 2)} ms`, fmt(p.firstDelta.p95, 2), fmt(p.firstDelta.p99, 2),
-        `${fmt(l.added.p50, 2)} ms`, fmt(l.added.p95, 2), fmt(l.added.p99, 2),
-        String(p.firstDelta.n), String(p.lost + p.failed + p.wrongContent),
-        `${fmt(p.cpu.apiPct, 0)}%`, `${fmt(p.cpu.workerPct, 0)}%`, `${fmt(p.cpu.redisPct, 0)}%`, `${fmt(p.cpu.benchPct, 0)}%`, `${fmt(p.cpu.othersPct, 0)}%`,
+        `${fmt(l.floor.firstToken.p50, 2)} ms`,
+        fmt(l.floor.firstToken.p95, 2),
+        fmt(l.floor.firstToken.p99, 2),
+        `${fmt(p.firstDelta.p50, 2)} ms`,
+        fmt(p.firstDelta.p95, 2),
+        fmt(p.firstDelta.p99, 2),
+        `${fmt(l.added.p50, 2)} ms`,
+        fmt(l.added.p95, 2),
+        fmt(l.added.p99, 2),
+        String(p.firstDelta.n),
+        String(p.lost + p.failed + p.wrongContent),
+        `${fmt(p.cpu.apiPct, 0)}%`,
+        `${fmt(p.cpu.workerPct, 0)}%`,
+        `${fmt(p.cpu.redisPct, 0)}%`,
+        `${fmt(p.cpu.benchPct, 0)}%`,
+        `${fmt(p.cpu.othersPct, 0)}%`,
       ]);
     }
     lines.push(table(rows));
-    const rows2 = [['load', 'HTTP 202 p50', 'p99', 'send→fake request p50', 'p99', 'fake 1st token p50', 'fake write→socket p50', 'p99', 'skipped']];
+    const rows2 = [
+      ['load', 'HTTP 202 p50', 'p99', 'send→fake request p50', 'p99', 'fake 1st token p50', 'fake write→socket p50', 'p99', 'skipped'],
+    ];
     for (const l of r.latency) {
       const p = l.pipeline;
       rows2.push([
-        `${l.offeredPerSec}/s`, `${fmt(p.accept.p50, 2)} ms`, fmt(p.accept.p99, 2),
-        `${fmt(p.beforeModel.p50, 2)} ms`, fmt(p.beforeModel.p99, 2), `${fmt(p.model.p50, 2)} ms`,
-        `${fmt(p.afterModel.p50, 2)} ms`, fmt(p.afterModel.p99, 2), String(p.skippedNoFreeSession),
+        `${l.offeredPerSec}/s`,
+        `${fmt(p.accept.p50, 2)} ms`,
+        fmt(p.accept.p99, 2),
+        `${fmt(p.beforeModel.p50, 2)} ms`,
+        fmt(p.beforeModel.p99, 2),
+        `${fmt(p.model.p50, 2)} ms`,
+        `${fmt(p.afterModel.p50, 2)} ms`,
+        fmt(p.afterModel.p99, 2),
+        String(p.skippedNoFreeSession),
       ]);
     }
     lines.push('  where the time goes:');
@@ -506,27 +586,62 @@ function render(r: Results): string {
     const t = r.throughput;
     const c = config.throughput;
     lines.push('');
-    lines.push(`THROUGHPUT — complete messages (reply ${c.reply.tokens} tokens, no delay), ${c.sessions} sessions, one message in flight each`);
+    lines.push(
+      `THROUGHPUT — complete messages (reply ${c.reply.tokens} tokens, no delay), ${c.sessions} sessions, one message in flight each`,
+    );
     lines.push(
       `  closed-loop probe: ${fmt(t.probe.completedPerSec, 0)} msg/s, send→completed p50 ${fmt(t.probe.endToEnd.p50, 1)} ms p99 ${fmt(t.probe.endToEnd.p99, 1)} ms; CPU api ${t.probe.cpu.apiPct}% worker ${t.probe.cpu.workerPct}% redis ${t.probe.cpu.redisPct}% bench ${t.probe.cpu.benchPct}%`,
     );
-    const rows = [['offered', 'completed/s', 'e2e p50', 'e2e p99', 'lost', 'skipped', 'api', 'worker', 'redis', 'bench', 'others', 'redis cmd/msg', 'worker µs/msg', 'api µs/msg', 'sustained']];
+    const rows = [
+      [
+        'offered',
+        'completed/s',
+        'e2e p50',
+        'e2e p99',
+        'lost',
+        'skipped',
+        'api',
+        'worker',
+        'redis',
+        'bench',
+        'others',
+        'redis cmd/msg',
+        'worker µs/msg',
+        'api µs/msg',
+        'sustained',
+      ],
+    ];
     for (const s of t.steps) {
       rows.push([
-        `${s.offeredPerSec}/s`, fmt(s.completedPerSec, 0), `${fmt(s.endToEnd.p50, 1)} ms`, `${fmt(s.endToEnd.p99, 1)} ms`,
-        String(s.lost + s.failed + s.wrongContent), String(s.skippedNoFreeSession),
-        `${fmt(s.cpu.apiPct, 0)}%`, `${fmt(s.cpu.workerPct, 0)}%`, `${fmt(s.cpu.redisPct, 0)}%`, `${fmt(s.cpu.benchPct, 0)}%`, `${fmt(s.cpu.othersPct, 0)}%`,
-        fmt(s.perMessage.redisCommands, 1), fmtInt(s.perMessage.workerCpuUs), fmtInt(s.perMessage.apiCpuUs),
+        `${s.offeredPerSec}/s`,
+        fmt(s.completedPerSec, 0),
+        `${fmt(s.endToEnd.p50, 1)} ms`,
+        `${fmt(s.endToEnd.p99, 1)} ms`,
+        String(s.lost + s.failed + s.wrongContent),
+        String(s.skippedNoFreeSession),
+        `${fmt(s.cpu.apiPct, 0)}%`,
+        `${fmt(s.cpu.workerPct, 0)}%`,
+        `${fmt(s.cpu.redisPct, 0)}%`,
+        `${fmt(s.cpu.benchPct, 0)}%`,
+        `${fmt(s.cpu.othersPct, 0)}%`,
+        fmt(s.perMessage.redisCommands, 1),
+        fmtInt(s.perMessage.workerCpuUs),
+        fmtInt(s.perMessage.apiCpuUs),
         s.sustained ? 'yes' : `no: ${s.why.length > 110 ? `${s.why.slice(0, 107)}...` : s.why}`,
       ]);
     }
     lines.push(table(rows));
-    lines.push(`  max sustained: ${t.maxSustainedPerSec === null ? 'none of the steps' : `${fmtInt(t.maxSustainedPerSec)} complete msg/s, zero lost`}; bottleneck there: ${t.bottleneckAtMax ?? 'n/a'}`);
+    lines.push(
+      `  max sustained: ${t.maxSustainedPerSec === null ? 'none of the steps' : `${fmtInt(t.maxSustainedPerSec)} complete msg/s, zero lost`}; bottleneck there: ${t.bottleneckAtMax ?? 'n/a'}`,
+    );
     const last = t.steps[t.steps.length - 1];
     if (last && !last.sustained) lines.push(`  first step not sustained (${last.offeredPerSec}/s): ${last.bottleneck}`);
     const top = (last ?? t.steps[0])?.cpu.redisTopCommands.slice(0, 8) ?? [];
     const n = Math.max(1, (last ?? t.steps[0])?.completed ?? 1);
-    if (top.length) lines.push(`  redis commands per message at ${last?.offeredPerSec}/s: ${top.map(([k, v]) => `${k} ${(v / n).toFixed(1)}`).join(', ')}`);
+    if (top.length)
+      lines.push(
+        `  redis commands per message at ${last?.offeredPerSec}/s: ${top.map(([k, v]) => `${k} ${(v / n).toFixed(1)}`).join(', ')}`,
+      );
   }
 
   if (r.fanout?.length) {
@@ -536,12 +651,43 @@ function render(r: Results): string {
       `FAN-OUT — ${c.sessions} generations streaming at once (each reply ~${c.messageMs} ms, then the next), one socket per session, ${c.seconds} s per step; ` +
         `delay = fake Ollama wrote the token → it arrived on the socket; kept up = ≥ 95% of written tokens delivered, delay p99 ≤ ${MAX_P99_MS} ms`,
     );
-    const rows = [['coalesce', 'offered tok/s', 'fake wrote', 'events/s', 'tokens/s', 'tok/event', 'delay p50', 'p95', 'p99', 'lost', 'api', 'worker', 'redis', 'bench', 'others', 'kept up']];
+    const rows = [
+      [
+        'coalesce',
+        'offered tok/s',
+        'fake wrote',
+        'events/s',
+        'tokens/s',
+        'tok/event',
+        'delay p50',
+        'p95',
+        'p99',
+        'lost',
+        'api',
+        'worker',
+        'redis',
+        'bench',
+        'others',
+        'kept up',
+      ],
+    ];
     for (const f of r.fanout) {
       rows.push([
-        `${f.coalesceMs} ms`, fmtInt(f.offeredTokensPerSec), fmtInt(f.fakeWrittenTokensPerSec), fmtInt(f.deliveredEventsPerSec), fmtInt(f.deliveredTokensPerSec), fmt(f.tokensPerEvent, 1),
-        `${fmt(f.deliveryDelay.p50, 1)} ms`, fmt(f.deliveryDelay.p95, 1), fmt(f.deliveryDelay.p99, 1),
-        String(f.lost + f.failed + f.wrongContent), `${fmt(f.cpu.apiPct, 0)}%`, `${fmt(f.cpu.workerPct, 0)}%`, `${fmt(f.cpu.redisPct, 0)}%`, `${fmt(f.cpu.benchPct, 0)}%`, `${fmt(f.cpu.othersPct, 0)}%`,
+        `${f.coalesceMs} ms`,
+        fmtInt(f.offeredTokensPerSec),
+        fmtInt(f.fakeWrittenTokensPerSec),
+        fmtInt(f.deliveredEventsPerSec),
+        fmtInt(f.deliveredTokensPerSec),
+        fmt(f.tokensPerEvent, 1),
+        `${fmt(f.deliveryDelay.p50, 1)} ms`,
+        fmt(f.deliveryDelay.p95, 1),
+        fmt(f.deliveryDelay.p99, 1),
+        String(f.lost + f.failed + f.wrongContent),
+        `${fmt(f.cpu.apiPct, 0)}%`,
+        `${fmt(f.cpu.workerPct, 0)}%`,
+        `${fmt(f.cpu.redisPct, 0)}%`,
+        `${fmt(f.cpu.benchPct, 0)}%`,
+        `${fmt(f.cpu.othersPct, 0)}%`,
         f.keptUp ? 'yes' : 'no',
       ]);
     }
@@ -558,11 +704,24 @@ function render(r: Results): string {
   if (r.memory) {
     const mm = r.memory;
     lines.push('');
-    if (mm.stoppedAtTimeLimit) lines.push('', `  (memory phase stopped at its time limit: ${fmtInt(mm.messages)} of ${fmtInt(mm.target)} messages)`);
-    lines.push(`MEMORY — ${fmtInt(mm.messages)} messages (reply ${config.memory.reply.tokens} tokens) over ${mm.sessions} sessions, closed loop: ${fmt(mm.messagesPerSec, 0)} msg/s, ${mm.seconds} s; lost ${mm.lost + mm.failed + mm.wrongContent}`);
+    if (mm.stoppedAtTimeLimit)
+      lines.push('', `  (memory phase stopped at its time limit: ${fmtInt(mm.messages)} of ${fmtInt(mm.target)} messages)`);
+    lines.push(
+      `MEMORY — ${fmtInt(mm.messages)} messages (reply ${config.memory.reply.tokens} tokens) over ${mm.sessions} sessions, closed loop: ${fmt(mm.messagesPerSec, 0)} msg/s, ${mm.seconds} s; lost ${mm.lost + mm.failed + mm.wrongContent}`,
+    );
     const pick = mm.samples.filter((s, i) => i === 0 || /^\d*0%$/.test(s.label) || s.label.startsWith('after'));
     const rows = [['point', 'messages', 'api RSS', 'worker RSS', 'redis used_memory', 'redis RSS', 'keys', 'XLEN outgoing']];
-    for (const s of pick) rows.push([s.label, fmtInt(s.messages), mb(s.apiRss), mb(s.workerRss), mb(s.redisUsedMemory), mb(s.redisRss), fmtInt(s.redisKeys), fmtInt(s.outgoingLen)]);
+    for (const s of pick)
+      rows.push([
+        s.label,
+        fmtInt(s.messages),
+        mb(s.apiRss),
+        mb(s.workerRss),
+        mb(s.redisUsedMemory),
+        mb(s.redisRss),
+        fmtInt(s.redisKeys),
+        fmtInt(s.outgoingLen),
+      ]);
     lines.push(table(rows));
     lines.push(
       `  CPU: api ${mm.cpu.apiPct}% worker ${mm.cpu.workerPct}% redis ${mm.cpu.redisPct}% bench ${mm.cpu.benchPct}% others ${mm.cpu.othersPct}%; per message: ` +
@@ -604,7 +763,10 @@ function measuredBeside(r: Results): MeasuredBeside {
   const best = t?.steps.filter((s) => s.sustained).sort((a, b) => b.completedPerSec - a.completedPerSec)[0];
   if (best && best.completed > 0) {
     const c = best.cpu;
-    out.perMessageUs = { us: Math.round(((c.apiCpu + c.workerCpu + c.redisCpu + c.benchCpu) * 1e6) / best.completed), atPerSec: best.completedPerSec };
+    out.perMessageUs = {
+      us: Math.round(((c.apiCpu + c.workerCpu + c.redisCpu + c.benchCpu) * 1e6) / best.completed),
+      atPerSec: best.completedPerSec,
+    };
   }
   const perToken = r.fanout?.filter((f) => f.coalesceMs === 0).slice(-1)[0];
   if (perToken) {

@@ -39,7 +39,8 @@ async function bootstrap(): Promise<void> {
   if (config.http.docsEnabled) setupSwagger(app);
   await app.listen(config.http.port);
   const url = await app.getUrl();
-  if (config.auth.mode === 'none') NestLogger.warn('AUTH_MODE=none: any session id is accepted without a token (local use only)', 'Bootstrap');
+  if (config.auth.mode === 'none')
+    NestLogger.warn('AUTH_MODE=none: any session id is accepted without a token (local use only)', 'Bootstrap');
   NestLogger.log(
     `listening on ${url} (provider ${config.ai.provider}, model ${config.ai.model}, worker ${config.worker.enabled ? 'in-process' : 'off'})`,
     'Bootstrap',

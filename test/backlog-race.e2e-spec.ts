@@ -47,7 +47,12 @@ describe('MAX_BACKLOG under concurrent sends', () => {
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ ...send, content: `hello from ${send.sessionId}` }),
         });
-        return { ...send, status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Record<string, unknown> };
+        return {
+          ...send,
+          status: res.status,
+          retryAfter: res.headers.get('retry-after'),
+          body: (await res.json()) as Record<string, unknown>,
+        };
       }),
     );
 

@@ -160,7 +160,8 @@ describe('web page in Chromium', () => {
     page.evaluate(() => JSON.parse(localStorage.getItem('ai-assistant.session') ?? 'null') as { sessionId: string; token: string } | null);
 
   it('sends with Enter, shows gpt-oss thinking live, streams the answer and renders its Markdown', async () => {
-    const thinking = 'The user wants to print a greeting in JavaScript. console.log is the simplest way, and it works in browsers and in Node alike.';
+    const thinking =
+      'The user wants to print a greeting in JavaScript. console.log is the simplest way, and it works in browsers and in Node alike.';
     const answer = 'Here is **one** way:\n\n```js\nconsole.log("hi");\n```\n\nIt prints `hi`.';
     fake.setDefault({ thinking: tokenize(thinking), content: tokenize(answer), tokenDelayMs: 40 });
     const page = await openChat();
@@ -204,7 +205,9 @@ describe('web page in Chromium', () => {
     // A second message, for a fuller screenshot.
     fake.setDefault({
       thinking: tokenize('A short list will do.'),
-      content: tokenize('Three options:\n\n1. `console.log`\n2. `alert` — in a browser\n3. `process.stdout.write` in Node\n\n| call | where |\n|---|---|\n| console.log | anywhere |\n| alert | browser |'),
+      content: tokenize(
+        'Three options:\n\n1. `console.log`\n2. `alert` — in a browser\n3. `process.stdout.write` in Node\n\n| call | where |\n|---|---|\n| console.log | anywhere |\n| alert | browser |',
+      ),
     });
     await send(page, 'Any other ways?');
     await waitForLastTurn(page, (t) => t.status === 'completed' && t.user === 'Any other ways?');
@@ -265,7 +268,11 @@ describe('web page in Chromium', () => {
       '\u0000 0\u0000 <b>nul</b>',
     ];
     const audit = await page.evaluate((inputs) => {
-      const allowedTags = new Set('P BR STRONG EM DEL CODE PRE DIV SPAN BUTTON A H1 H2 H3 H4 H5 H6 UL OL LI INPUT BLOCKQUOTE HR TABLE THEAD TBODY TR TH TD'.split(' '));
+      const allowedTags = new Set(
+        'P BR STRONG EM DEL CODE PRE DIV SPAN BUTTON A H1 H2 H3 H4 H5 H6 UL OL LI INPUT BLOCKQUOTE HR TABLE THEAD TBODY TR TH TD'.split(
+          ' ',
+        ),
+      );
       const allowedAttrs = new Set(['class', 'href', 'target', 'rel', 'start', 'style', 'type', 'disabled', 'checked', 'data-copy']);
       const md = (window as unknown as { Markdown: { renderMarkdown(s: string): string } }).Markdown;
       const bad: string[] = [];
@@ -392,7 +399,10 @@ describe('web page in Chromium', () => {
     expect((await storedSession(page))?.sessionId).toBe(after?.sessionId);
 
     // A session the server refuses (e.g. Redis lost its secret): the page starts a new one and says so.
-    await page.evaluate((sid) => localStorage.setItem('ai-assistant.session', JSON.stringify({ sessionId: sid, token: `${sid}.forged` })), after!.sessionId);
+    await page.evaluate(
+      (sid) => localStorage.setItem('ai-assistant.session', JSON.stringify({ sessionId: sid, token: `${sid}.forged` })),
+      after!.sessionId,
+    );
     await page.reload();
     await waitConnected(page);
     expect(await page.locator('#banner').textContent()).toMatch(/new one was started/);

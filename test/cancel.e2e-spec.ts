@@ -25,7 +25,11 @@ describe('cancel', () => {
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
     ollama.reset();
-    await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
+    await eventually(
+      () => pendingCount(redis),
+      (n) => n === 0,
+      10_000,
+    );
   });
 
   afterAll(async () => {
@@ -63,7 +67,10 @@ describe('cancel', () => {
     expect(tokens.join('').startsWith(kept)).toBe(true);
     expect(kept.length).toBeLessThan(tokens.join('').length);
     // what clients saw is a prefix of what was kept: no delta after the cancel
-    const seen = events.filter((e) => e.type === 'chat.delta').map((e) => String(e.payload.delta)).join('');
+    const seen = events
+      .filter((e) => e.type === 'chat.delta')
+      .map((e) => String(e.payload.delta))
+      .join('');
     expect(kept.startsWith(seen)).toBe(true);
   });
 
@@ -96,9 +103,21 @@ describe('cancel', () => {
         .multi()
         .rpush(keys.order, messageId)
         .hset(keys.messages, `${messageId}:user`, JSON.stringify({ content: 'hi', createdAt: now }), `${messageId}:status`, 'cancelled')
-        .hset(keys.messages, `${messageId}:assistant`, JSON.stringify({ content: '', createdAt: now }), `${messageId}:user-announced`, '1', `${messageId}:cancel`, '1')
+        .hset(
+          keys.messages,
+          `${messageId}:assistant`,
+          JSON.stringify({ content: '', createdAt: now }),
+          `${messageId}:user-announced`,
+          '1',
+          `${messageId}:cancel`,
+          '1',
+        )
         .exec();
-      await redis.xadd('chat:incoming', '*', ...encodeCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: 'hi', createdAt: now } }));
+      await redis.xadd(
+        'chat:incoming',
+        '*',
+        ...encodeCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: 'hi', createdAt: now } }),
+      );
     };
     const cancelledEvents = async (messageId: string) =>
       ((await redis.xrange('chat:outgoing', '-', '+')) as [string, string[]][])
@@ -111,15 +130,27 @@ describe('cancel', () => {
       await new Promise((r) => setTimeout(r, 300)); // the worker has read it by now
       const eventId = await redis.xadd('chat:outgoing', '*', ...encodeEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } }));
       await redis.hset(sessionKeys(sessionId).messages, `${messageId}:announced`, String(eventId));
-      await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
+      await eventually(
+        () => pendingCount(redis),
+        (n) => n === 0,
+        10_000,
+      );
       expect(await cancelledEvents(messageId)).toBe(1);
     });
 
     it('is announced by the worker when the API never does (it died in between)', async () => {
       const [sessionId, messageId] = ['race-b', 'm-race-b'];
       await storeQueuedCancel(sessionId, messageId);
-      await eventually(() => cancelledEvents(messageId), (n) => n > 0, 10_000);
-      await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
+      await eventually(
+        () => cancelledEvents(messageId),
+        (n) => n > 0,
+        10_000,
+      );
+      await eventually(
+        () => pendingCount(redis),
+        (n) => n === 0,
+        10_000,
+      );
       expect(await cancelledEvents(messageId)).toBe(1);
     });
   });
@@ -136,7 +167,7 @@ describe('cancel', () => {
     expect((await client.history()).body.messages.at(-1)).toMatchObject({ status: 'completed' });
   });
 
-  it('answers 404 for an unknown message, 400 for a bad id, 403 with another session\'s token', async () => {
+  it("answers 404 for an unknown message, 400 for a bad id, 403 with another session's token", async () => {
     const client = await open();
     const other = await ChatClient.createSession(app.url);
     expect((await client.http('POST', cancelPath(client, 'no-such-message'))).status).toBe(404);

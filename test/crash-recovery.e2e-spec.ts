@@ -31,7 +31,6 @@ describe('crash recovery', () => {
     return client;
   };
 
-
   beforeAll(async () => {
     redis = await freshRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
@@ -70,8 +69,15 @@ describe('crash recovery', () => {
     // Ollama was asked twice with the same conversation
     expect(ollama.requests).toHaveLength(2);
     expect(ollama.requests[1].body.messages).toEqual(ollama.requests[0].body.messages);
-    await eventually(() => pendingCount(redis), (n) => n === 0);
-    expect((await client.history()).body.messages.at(-1)).toMatchObject({ role: 'assistant', status: 'completed', content: tokens.join('') });
+    await eventually(
+      () => pendingCount(redis),
+      (n) => n === 0,
+    );
+    expect((await client.history()).body.messages.at(-1)).toMatchObject({
+      role: 'assistant',
+      status: 'completed',
+      content: tokens.join(''),
+    });
   });
 
   it('never steals a healthy generation that outlives the claim idle time', async () => {
@@ -106,7 +112,10 @@ describe('crash recovery', () => {
     });
     const dead = await redis.xrange('chat:dead', '-', '+');
     expect(dead.some(([, fields]) => fields.join(' ').includes(messageId))).toBe(true);
-    await eventually(() => pendingCount(redis), (n) => n === 0);
+    await eventually(
+      () => pendingCount(redis),
+      (n) => n === 0,
+    );
     expect(ollama.requests).toHaveLength(2);
   });
 });

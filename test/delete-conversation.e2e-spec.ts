@@ -43,7 +43,18 @@ describe('deleting a conversation', () => {
     return client;
   };
   const deadLetter = (sessionId: string, text: string) =>
-    redis.xadd('chat:dead', '*', ...encodeEnvelope('chat.dead_letter', { stream: 'chat:incoming', entryId: '1-1', reason: 'test', sessionId, messageId: randomUUID(), fields: ['command', text] }));
+    redis.xadd(
+      'chat:dead',
+      '*',
+      ...encodeEnvelope('chat.dead_letter', {
+        stream: 'chat:incoming',
+        entryId: '1-1',
+        reason: 'test',
+        sessionId,
+        messageId: randomUUID(),
+        fields: ['command', text],
+      }),
+    );
   const raw = async (key: string) => JSON.stringify(await redis.xrange(key, '-', '+'));
 
   it('leaves no text of it to resume, in its log, in chat:outgoing or in chat:dead; the running message is cancelled once', async () => {
@@ -78,10 +89,20 @@ describe('deleting a conversation', () => {
       const finals = (await client.waitForEnd(id)).filter((e) => FINAL.test(e.type)).map((e) => e.type);
       expect(finals).toEqual(['chat.cancelled']);
     }
-    await eventually(() => pendingCount(redis), (n) => n === 0, 10_000);
+    await eventually(
+      () => pendingCount(redis),
+      (n) => n === 0,
+      10_000,
+    );
     await settle(); // late events of the running message, if any, have gone through the relay
     // still exactly one outcome each, seen live
-    for (const id of [runningId, queuedId]) expect(client.eventsOf(id).filter((e) => FINAL.test(e.type)).map((e) => e.type)).toEqual(['chat.cancelled']);
+    for (const id of [runningId, queuedId])
+      expect(
+        client
+          .eventsOf(id)
+          .filter((e) => FINAL.test(e.type))
+          .map((e) => e.type),
+      ).toEqual(['chat.cancelled']);
 
     // Socket.IO resuming from the very start
     const resumed = new ChatClient(app.url, client.session);
@@ -89,7 +110,10 @@ describe('deleting a conversation', () => {
     await resumed.connect({ sessionId, lastEventId: '0-0' });
     await resumed.waitFor((e) => e.type === 'chat.cancelled' && e.payload.messageId === runningId);
     await settle(200);
-    expectNoText(resumed.events.map((e) => ({ type: e.type, payload: e.payload })), sentinels);
+    expectNoText(
+      resumed.events.map((e) => ({ type: e.type, payload: e.payload })),
+      sentinels,
+    );
     expect(resumed.events.filter((e) => e.type === 'chat.cancelled' && e.payload.messageId === runningId)).toHaveLength(1);
 
     // SSE resuming from the very start
@@ -99,7 +123,10 @@ describe('deleting a conversation', () => {
     expect(sse.status).toBe(200);
     await sse.waitFor((f) => f.event === 'chat.cancelled' && f.data.messageId === runningId);
     await settle(200);
-    expectNoText(sse.frames.map((f) => ({ type: f.event, payload: f.data })), sentinels);
+    expectNoText(
+      sse.frames.map((f) => ({ type: f.event, payload: f.data })),
+      sentinels,
+    );
 
     // the raw keys, read past the app
     const log = await raw(sessionKeys(sessionId).events);

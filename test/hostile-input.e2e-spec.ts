@@ -118,7 +118,10 @@ describe('hostile input (issue 15 probe)', () => {
         } else {
           const socket = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }, forwardedFor(i)));
           expect(await handshake(socket)).toBe('connected');
-          const ack = (await emitWithAck(socket, 'chat.send', { content: `spoof ${i}` })) as { messageId?: string; error?: { statusCode: number } };
+          const ack = (await emitWithAck(socket, 'chat.send', { content: `spoof ${i}` })) as {
+            messageId?: string;
+            error?: { statusCode: number };
+          };
           statuses.push(ack.messageId ? 202 : ack.error!.statusCode);
           socket.close();
         }
@@ -202,7 +205,9 @@ describe('hostile input (issue 15 probe)', () => {
     it('every event counts against the socket: sends, repeats, invalid ones and cancels alike; the flood queues nothing beyond the burst', async () => {
       const { socket } = await connected();
       const before = await commandsAdded(redis);
-      const first = (await emitWithAck(socket, 'chat.send', { content: 'accepted once', clientMessageId: 'rep-1' })) as { messageId: string };
+      const first = (await emitWithAck(socket, 'chat.send', { content: 'accepted once', clientMessageId: 'rep-1' })) as {
+        messageId: string;
+      };
       expect(first.messageId).toEqual(expect.any(String));
       const acks = await Promise.all([
         emitWithAck(socket, 'chat.send', { content: 'accepted once', clientMessageId: 'rep-1' }),
@@ -255,7 +260,10 @@ describe('hostile input (issue 15 probe)', () => {
       const session = await ChatClient.createSession(app.url);
       expect(await handshake(track(rawSocket(app.url, '/')))).toBe('unknown namespace: connect to /chat');
       // Bare engine.io connections: no namespace, no auth. Each holds a place until it closes.
-      const bare = Array.from({ length: 8 }, () => new Manager(app.url, { transports: ['websocket'], reconnection: false, autoConnect: false }));
+      const bare = Array.from(
+        { length: 8 },
+        () => new Manager(app.url, { transports: ['websocket'], reconnection: false, autoConnect: false }),
+      );
       await Promise.all(bare.map((m) => new Promise<void>((resolve, reject) => m.open((err) => (err ? reject(err) : resolve())))));
       const ninth = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
       // The handshake request itself is refused (HTTP 403 to the WebSocket upgrade).
@@ -281,7 +289,11 @@ describe('hostile input (issue 15 probe)', () => {
         });
         const connect = `40/chat,${JSON.stringify({ sessionId: session.sessionId, token: session.token })}`;
         for (let i = 0; i < 5; i++) ws.send(connect);
-        await eventually(() => frames.filter((f) => f.startsWith('4')).length, (n) => n === 5, 5000);
+        await eventually(
+          () => frames.filter((f) => f.startsWith('4')).length,
+          (n) => n === 5,
+          5000,
+        );
         const answers = frames.filter((f) => f.startsWith('4'));
         expect(answers.filter((f) => f.startsWith('40/chat,'))).toHaveLength(1);
         expect(answers.filter((f) => f.startsWith('44/chat,'))).toEqual(
@@ -340,7 +352,10 @@ describe('hostile input (issue 15 probe)', () => {
 
     it('malformed JSON gets a fixed message that does not quote the input', async () => {
       const session = await ChatClient.createSession(app.url);
-      const reply = await call(app.url, 'POST', '/chat/send', { token: session.token, raw: `{"sessionId": "${session.sessionId}", "content": SECRET-ish}` });
+      const reply = await call(app.url, 'POST', '/chat/send', {
+        token: session.token,
+        raw: `{"sessionId": "${session.sessionId}", "content": SECRET-ish}`,
+      });
       expectError(reply, 400, /^malformed JSON body$/);
       expect(reply.text).not.toContain('SECRET-ish');
     });
@@ -348,10 +363,15 @@ describe('hostile input (issue 15 probe)', () => {
     it('an SSE Last-Event-ID beyond 64 bits is 400, not 200 and a dropped stream', async () => {
       const session = await ChatClient.createSession(app.url);
       for (const id of ['12345678901234567890123-0', '18446744073709551616-0', '0-18446744073709551616']) {
-        const reply = await call(app.url, 'GET', `/chat/${session.sessionId}/events`, { token: session.token, headers: { 'Last-Event-ID': id } });
+        const reply = await call(app.url, 'GET', `/chat/${session.sessionId}/events`, {
+          token: session.token,
+          headers: { 'Last-Event-ID': id },
+        });
         expectError(reply, 400, /Last-Event-ID must be an event id/, id);
       }
-      const socket = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token, lastEventId: '12345678901234567890123-0' }));
+      const socket = track(
+        rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token, lastEventId: '12345678901234567890123-0' }),
+      );
       expect(await handshake(socket)).toBe('invalid lastEventId');
     });
   });
@@ -365,7 +385,9 @@ describe('hostile input (issue 15 probe)', () => {
       expect(summary.status).toBe(503);
       const text = await summary.text();
       expect(text).not.toContain('127.0.0.1:9');
-      expect(JSON.parse(text)).toMatchObject({ details: { redis: { status: 'up' }, ai: { status: 'down', message: expect.stringContaining('Cannot reach Ollama') } } });
+      expect(JSON.parse(text)).toMatchObject({
+        details: { redis: { status: 'up' }, ai: { status: 'down', message: expect.stringContaining('Cannot reach Ollama') } },
+      });
       expect(text).not.toMatch(LEAK);
       await quiet.stop();
       const detailed = await startApp({ AI_PROVIDER: 'ollama', OLLAMA_HOST: host, HEALTH_DETAILS: 'true' });

@@ -204,7 +204,12 @@ describe('input validation, auth, limits and security headers', () => {
     let other: Session;
     let seededMessageId: string;
     let mainSocket: ChatClient;
-    const env = { MAX_MESSAGE_CHARS: String(MAX_CHARS), WORKER_ENABLED: 'false', RATE_LIMIT_SESSION_PER_MINUTE: '0', RATE_LIMIT_IP_PER_MINUTE: '0' };
+    const env = {
+      MAX_MESSAGE_CHARS: String(MAX_CHARS),
+      WORKER_ENABLED: 'false',
+      RATE_LIMIT_SESSION_PER_MINUTE: '0',
+      RATE_LIMIT_IP_PER_MINUTE: '0',
+    };
 
     /** Everything a refused request could have touched. */
     const snapshot = async () => ({
@@ -272,8 +277,16 @@ describe('input validation, auth, limits and security headers', () => {
       send('content missing', (s) => ({ sessionId: s.sessionId }), /content must (not be empty|be a string)/),
       send('content empty', withBody({ content: '' }), /content must not be empty/),
       send('content whitespace only', withBody({ content: ' \n\t\r ' }), /content must not be empty/),
-      send(`content of ${MAX_CHARS + 1} characters`, withBody({ content: 'x'.repeat(MAX_CHARS + 1) }), new RegExp(`content must be at most ${MAX_CHARS} characters`)),
-      send(`content of ${MAX_CHARS + 1} two-byte characters`, withBody({ content: 'ü'.repeat(MAX_CHARS + 1) }), new RegExp(`content must be at most ${MAX_CHARS} characters`)),
+      send(
+        `content of ${MAX_CHARS + 1} characters`,
+        withBody({ content: 'x'.repeat(MAX_CHARS + 1) }),
+        new RegExp(`content must be at most ${MAX_CHARS} characters`),
+      ),
+      send(
+        `content of ${MAX_CHARS + 1} two-byte characters`,
+        withBody({ content: 'ü'.repeat(MAX_CHARS + 1) }),
+        new RegExp(`content must be at most ${MAX_CHARS} characters`),
+      ),
       send('content is a number', withBody({ content: 42 }), /content must be a string/),
       send('content is an array', withBody({ content: ['hello'] }), /content must be a string/),
       send('content is an object', withBody({ content: { text: 'hello' } }), /content must be a string/),
@@ -282,10 +295,24 @@ describe('input validation, auth, limits and security headers', () => {
       // unknown fields
       send('unknown field role', withBody({ role: 'system' }), /property role should not exist/),
       send('unknown field messageId', withBody({ messageId: 'm-1' }), /property messageId should not exist/),
-      send('two unknown fields', withBody({ model: 'other', status: 'completed' }), /property model should not exist.*property status should not exist/),
+      send(
+        'two unknown fields',
+        withBody({ model: 'other', status: 'completed' }),
+        /property model should not exist.*property status should not exist/,
+      ),
       // JSON.parse makes `__proto__` / `constructor` own keys; class-transformer skips them, so they escape forbidNonWhitelisted
-      sendRaw('unknown field __proto__ (raw JSON)', (s) => `{"sessionId":"${s.sessionId}","content":"hello","__proto__":{"admin":true}}`, 400, /__proto__/),
-      sendRaw('unknown field constructor (raw JSON)', (s) => `{"sessionId":"${s.sessionId}","content":"hello","constructor":{"prototype":{"admin":true}}}`, 400, /constructor/),
+      sendRaw(
+        'unknown field __proto__ (raw JSON)',
+        (s) => `{"sessionId":"${s.sessionId}","content":"hello","__proto__":{"admin":true}}`,
+        400,
+        /__proto__/,
+      ),
+      sendRaw(
+        'unknown field constructor (raw JSON)',
+        (s) => `{"sessionId":"${s.sessionId}","content":"hello","constructor":{"prototype":{"admin":true}}}`,
+        400,
+        /constructor/,
+      ),
       // think
       ...(['max', 'LOW', '', 1, ['low']] as unknown[]).map((think) =>
         send(`think ${JSON.stringify(think)}`, withBody({ think }), /think must be one of the following values: low, medium, high/),
@@ -297,7 +324,9 @@ describe('input validation, auth, limits and security headers', () => {
       ...HOSTILE_IDS.map(([name, id]) => send(`sessionId ${name}`, withBody({ sessionId: id }), new RegExp(`sessionId ${ID_RULE}`))),
       // clientMessageId
       send('clientMessageId is a number', withBody({ clientMessageId: 7 }), /clientMessageId must be a string/),
-      ...HOSTILE_IDS.map(([name, id]) => send(`clientMessageId ${name}`, withBody({ clientMessageId: id }), new RegExp(`clientMessageId ${ID_RULE}`))),
+      ...HOSTILE_IDS.map(([name, id]) =>
+        send(`clientMessageId ${name}`, withBody({ clientMessageId: id }), new RegExp(`clientMessageId ${ID_RULE}`)),
+      ),
       // the body as a whole
       send('empty object', () => ({}), /sessionId.*content/),
       sendRaw('empty body with content-type json', () => '', 400, /sessionId.*content/),
@@ -309,48 +338,76 @@ describe('input validation, auth, limits and security headers', () => {
       sendRaw('a JSON string', (s) => JSON.stringify(JSON.stringify({ sessionId: s.sessionId, content: 'hello' })), 400, /JSON/),
       sendRaw('JSON null', () => 'null', 400, /JSON/),
       sendRaw('a JSON number', () => '42', 400, /JSON/),
-      sendRaw('valid JSON sent as text/plain', (s) => JSON.stringify({ sessionId: s.sessionId, content: 'hello' }), 400, /sessionId.*content/, 'text/plain'),
-      sendRaw(`a body of exactly the limit (${BYTE_LIMIT} bytes) is parsed, its content too long`, (s) => bodyOfBytes(s.sessionId, BYTE_LIMIT), 400, new RegExp(`content must be at most ${MAX_CHARS} characters`)),
-      sendRaw(`a body one byte over the limit (${BYTE_LIMIT + 1} bytes)`, (s) => bodyOfBytes(s.sessionId, BYTE_LIMIT + 1), 413, /too large/),
+      sendRaw(
+        'valid JSON sent as text/plain',
+        (s) => JSON.stringify({ sessionId: s.sessionId, content: 'hello' }),
+        400,
+        /sessionId.*content/,
+        'text/plain',
+      ),
+      sendRaw(
+        `a body of exactly the limit (${BYTE_LIMIT} bytes) is parsed, its content too long`,
+        (s) => bodyOfBytes(s.sessionId, BYTE_LIMIT),
+        400,
+        new RegExp(`content must be at most ${MAX_CHARS} characters`),
+      ),
+      sendRaw(
+        `a body one byte over the limit (${BYTE_LIMIT + 1} bytes)`,
+        (s) => bodyOfBytes(s.sessionId, BYTE_LIMIT + 1),
+        413,
+        /too large/,
+      ),
       sendRaw('a 1 MB body', (s) => bodyOfBytes(s.sessionId, 1_000_000), 413, /too large/),
       // route parameters
-      ...HOSTILE_IDS.map(
-        ([name, id]): HttpCase =>
-          id === ''
-            ? { name: `GET history: sessionId ${name}`, method: 'GET', path: () => '/chat//history', status: 404, message: /Cannot GET/ }
-            : { name: `GET history: sessionId ${name}`, method: 'GET', path: () => `/chat/${enc(id)}/history`, status: 400, message: new RegExp(`sessionId ${ID_RULE}`) },
+      ...HOSTILE_IDS.map(([name, id]): HttpCase =>
+        id === ''
+          ? { name: `GET history: sessionId ${name}`, method: 'GET', path: () => '/chat//history', status: 404, message: /Cannot GET/ }
+          : {
+              name: `GET history: sessionId ${name}`,
+              method: 'GET',
+              path: () => `/chat/${enc(id)}/history`,
+              status: 400,
+              message: new RegExp(`sessionId ${ID_RULE}`),
+            },
       ),
-      { name: 'GET history: sessionId with a broken percent-encoding', method: 'GET', path: () => '/chat/%FF/history', status: 400, message: /^malformed percent-encoding in the URL$/ },
-      ...HOSTILE_IDS.map(
-        ([name, id]): HttpCase =>
-          id === ''
-            ? { name: `POST cancel: messageId ${name}`, method: 'POST', path: (s) => `/chat/${s.sessionId}/messages//cancel`, status: 404, message: /Cannot POST/ }
-            : {
-                name: `POST cancel: messageId ${name}`,
-                method: 'POST',
-                path: (s) => `/chat/${s.sessionId}/messages/${enc(id)}/cancel`,
-                status: 400,
-                message: new RegExp(`messageId ${ID_RULE}`),
-              },
+      {
+        name: 'GET history: sessionId with a broken percent-encoding',
+        method: 'GET',
+        path: () => '/chat/%FF/history',
+        status: 400,
+        message: /^malformed percent-encoding in the URL$/,
+      },
+      ...HOSTILE_IDS.map(([name, id]): HttpCase =>
+        id === ''
+          ? {
+              name: `POST cancel: messageId ${name}`,
+              method: 'POST',
+              path: (s) => `/chat/${s.sessionId}/messages//cancel`,
+              status: 404,
+              message: /Cannot POST/,
+            }
+          : {
+              name: `POST cancel: messageId ${name}`,
+              method: 'POST',
+              path: (s) => `/chat/${s.sessionId}/messages/${enc(id)}/cancel`,
+              status: 400,
+              message: new RegExp(`messageId ${ID_RULE}`),
+            },
       ),
-      ...['../x', 'a*b', '{x}'].map(
-        (id): HttpCase => ({
-          name: `POST cancel: sessionId ${JSON.stringify(id)}`,
-          method: 'POST',
-          path: (_s, messageId) => `/chat/${enc(id)}/messages/${messageId}/cancel`,
-          status: 400,
-          message: new RegExp(`sessionId ${ID_RULE}`),
-        }),
-      ),
-      ...['../x', '{x}', 'a\nb', 'x'.repeat(65)].map(
-        (id): HttpCase => ({
-          name: `DELETE: sessionId ${JSON.stringify(id)}`,
-          method: 'DELETE',
-          path: () => `/chat/${enc(id)}`,
-          status: 400,
-          message: new RegExp(`sessionId ${ID_RULE}`),
-        }),
-      ),
+      ...['../x', 'a*b', '{x}'].map((id): HttpCase => ({
+        name: `POST cancel: sessionId ${JSON.stringify(id)}`,
+        method: 'POST',
+        path: (_s, messageId) => `/chat/${enc(id)}/messages/${messageId}/cancel`,
+        status: 400,
+        message: new RegExp(`sessionId ${ID_RULE}`),
+      })),
+      ...['../x', '{x}', 'a\nb', 'x'.repeat(65)].map((id): HttpCase => ({
+        name: `DELETE: sessionId ${JSON.stringify(id)}`,
+        method: 'DELETE',
+        path: () => `/chat/${enc(id)}`,
+        status: 400,
+        message: new RegExp(`sessionId ${ID_RULE}`),
+      })),
       { name: 'DELETE: empty sessionId', method: 'DELETE', path: () => '/chat/', status: 404, message: /Cannot DELETE/ },
     ];
 
@@ -388,7 +445,11 @@ describe('input validation, auth, limits and security headers', () => {
       ['content missing', {}, /content must (not be empty|be a string)/],
       ['content empty', { content: '' }, /content must not be empty/],
       ['content whitespace only', { content: ' \n\t ' }, /content must not be empty/],
-      [`content of ${MAX_CHARS + 1} characters`, { content: 'x'.repeat(MAX_CHARS + 1) }, new RegExp(`content must be at most ${MAX_CHARS} characters`)],
+      [
+        `content of ${MAX_CHARS + 1} characters`,
+        { content: 'x'.repeat(MAX_CHARS + 1) },
+        new RegExp(`content must be at most ${MAX_CHARS} characters`),
+      ],
       ['content is a number', { content: 42 }, /content must be a string/],
       ['content is an array', { content: ['hello'] }, /content must be a string/],
       ['content is an object', { content: { text: 'hello' } }, /content must be a string/],
@@ -397,11 +458,19 @@ describe('input validation, auth, limits and security headers', () => {
       ['think "max"', { content: 'hello', think: 'max' }, /think must be one of the following values: low, medium, high/],
       ['think "HIGH"', { content: 'hello', think: 'HIGH' }, /think must be one of/],
       ['think 3', { content: 'hello', think: 3 }, /think must be one of/],
-      ['a sessionId (the socket is bound to its session)', { content: 'hello', sessionId: 'someone-else' }, /property sessionId should not exist/],
+      [
+        'a sessionId (the socket is bound to its session)',
+        { content: 'hello', sessionId: 'someone-else' },
+        /property sessionId should not exist/,
+      ],
       ['unknown field role', { content: 'hello', role: 'system' }, /property role should not exist/],
       ['unknown field __proto__', JSON.parse('{"content":"hello","__proto__":{"admin":true}}'), /__proto__/],
       ['clientMessageId is a number', { content: 'hello', clientMessageId: 7 }, /clientMessageId must be a string/],
-      ...HOSTILE_IDS.map(([name, id]): [string, unknown, RegExp] => [`clientMessageId ${name}`, { content: 'hello', clientMessageId: id }, new RegExp(`clientMessageId ${ID_RULE}`)]),
+      ...HOSTILE_IDS.map(([name, id]): [string, unknown, RegExp] => [
+        `clientMessageId ${name}`,
+        { content: 'hello', clientMessageId: id },
+        new RegExp(`clientMessageId ${ID_RULE}`),
+      ]),
     ];
 
     const socketCancelCases: [string, unknown, RegExp][] = [
@@ -410,7 +479,11 @@ describe('input validation, auth, limits and security headers', () => {
       ['messageId is a number', { messageId: 5 }, /messageId must be a string/],
       ['messageId is null', { messageId: null }, /messageId must be a string/],
       ['unknown field', { messageId: 'm-1', reason: 'because' }, /property reason should not exist/],
-      ...HOSTILE_IDS.map(([name, id]): [string, unknown, RegExp] => [`messageId ${name}`, { messageId: id }, new RegExp(`messageId ${ID_RULE}`)]),
+      ...HOSTILE_IDS.map(([name, id]): [string, unknown, RegExp] => [
+        `messageId ${name}`,
+        { messageId: id },
+        new RegExp(`messageId ${ID_RULE}`),
+      ]),
     ];
 
     it.each(socketSendCases)('Socket.IO chat.send with %s → ack 400, queues and stores nothing', async (_name, payload, message) => {
@@ -466,9 +539,18 @@ describe('input validation, auth, limits and security headers', () => {
       json?: (s: Session) => unknown;
     }
     const routes: Route[] = [
-      { name: 'POST /chat/send', method: 'POST', path: () => '/chat/send', json: (s) => ({ sessionId: s.sessionId, content: 'let me in' }) },
+      {
+        name: 'POST /chat/send',
+        method: 'POST',
+        path: () => '/chat/send',
+        json: (s) => ({ sessionId: s.sessionId, content: 'let me in' }),
+      },
       { name: 'GET /chat/:sessionId/history', method: 'GET', path: (s) => `/chat/${s.sessionId}/history` },
-      { name: 'POST /chat/:sessionId/messages/:messageId/cancel', method: 'POST', path: (s) => `/chat/${s.sessionId}/messages/${seededMessageId}/cancel` },
+      {
+        name: 'POST /chat/:sessionId/messages/:messageId/cancel',
+        method: 'POST',
+        path: (s) => `/chat/${s.sessionId}/messages/${seededMessageId}/cancel`,
+      },
       { name: 'DELETE /chat/:sessionId', method: 'DELETE', path: (s) => `/chat/${s.sessionId}` },
     ];
 
@@ -485,7 +567,12 @@ describe('input validation, auth, limits and security headers', () => {
       { name: 'no Authorization header', header: () => null, status: 401, message: /missing bearer token/ },
       { name: '"Bearer " and nothing', header: () => 'Bearer ', status: 401, message: /missing bearer token/ },
       { name: 'the token without "Bearer "', header: () => main.token, status: 401, message: /missing bearer token/ },
-      { name: 'Basic credentials', header: () => `Basic ${Buffer.from(`${main.sessionId}:${main.token}`).toString('base64')}`, status: 401, message: /missing bearer token/ },
+      {
+        name: 'Basic credentials',
+        header: () => `Basic ${Buffer.from(`${main.sessionId}:${main.token}`).toString('base64')}`,
+        status: 401,
+        message: /missing bearer token/,
+      },
       {
         name: 'forged: right session id, one character of the signature changed',
         header: () => `Bearer ${main.token.slice(0, -1)}${flip(main.token.slice(-1))}`,
@@ -498,13 +585,20 @@ describe('input validation, auth, limits and security headers', () => {
         status: 401,
         message: /invalid token/,
       },
-      { name: 'forged: right session id, no signature', header: () => `Bearer ${signedPart(main)}.`, status: 401, message: /invalid token/ },
+      {
+        name: 'forged: right session id, no signature',
+        header: () => `Bearer ${signedPart(main)}.`,
+        status: 401,
+        message: /invalid token/,
+      },
       { name: 'forged: the session id alone', header: () => `Bearer ${main.sessionId}`, status: 401, message: /invalid token/ },
       { name: 'garbage', header: () => 'Bearer garbage', status: 401, message: /invalid token/ },
       { name: 'a 4 KB token', header: () => `Bearer ${'a'.repeat(4096)}.${'b'.repeat(43)}`, status: 401, message: /invalid token/ },
-      { name: "a valid token of another session", header: () => `Bearer ${other.token}`, status: 403, message: /another session/ },
+      { name: 'a valid token of another session', header: () => `Bearer ${other.token}`, status: 403, message: /another session/ },
     ];
-    const authCases = routes.flatMap((route) => credentials.map((credential) => ({ name: `${route.name} with ${credential.name}`, route, credential })));
+    const authCases = routes.flatMap((route) =>
+      credentials.map((credential) => ({ name: `${route.name} with ${credential.name}`, route, credential })),
+    );
 
     it.each(authCases)('$name → refused, changes nothing', async ({ name, route, credential }) => {
       const before = await snapshot();
@@ -516,7 +610,9 @@ describe('input validation, auth, limits and security headers', () => {
       const after = await snapshot();
       expect(after).toEqual(before);
       // the seeded message was neither cancelled nor cleared
-      expect(after.history.messages).toContainEqual(expect.objectContaining({ messageId: seededMessageId, role: 'user', status: 'queued' }));
+      expect(after.history.messages).toContainEqual(
+        expect.objectContaining({ messageId: seededMessageId, role: 'user', status: 'queued' }),
+      );
     });
 
     it('every route accepts the right token (control for the table above)', async () => {
@@ -524,7 +620,9 @@ describe('input validation, auth, limits and security headers', () => {
       const sent = await sendHttp(a.url, s, 'mine');
       expect(sent.status).toBe(202);
       expect((await call(a.url, 'GET', `/chat/${s.sessionId}/history`, { token: s.token })).status).toBe(200);
-      expect((await call(a.url, 'POST', `/chat/${s.sessionId}/messages/${String(sent.body!.messageId)}/cancel`, { token: s.token })).status).toBe(202);
+      expect(
+        (await call(a.url, 'POST', `/chat/${s.sessionId}/messages/${String(sent.body!.messageId)}/cancel`, { token: s.token })).status,
+      ).toBe(202);
       expect((await call(a.url, 'DELETE', `/chat/${s.sessionId}`, { token: s.token })).status).toBe(204);
       // DELETE revokes the session: its token is refused from then on (test/tokens.e2e-spec.ts)
       expectError(await call(a.url, 'GET', `/chat/${s.sessionId}/history`, { token: s.token }), 401, /session was deleted/);
@@ -532,8 +630,16 @@ describe('input validation, auth, limits and security headers', () => {
 
     it('auth is checked before input: a bad body without a token is 401, with a token of another session 403', async () => {
       const before = await snapshot();
-      expectError(await call(a.url, 'POST', '/chat/send', { json: { sessionId: main.sessionId, content: '' } }), 401, /missing bearer token/);
-      expectError(await call(a.url, 'POST', '/chat/send', { token: other.token, json: { sessionId: main.sessionId, content: 42 } }), 403, /another session/);
+      expectError(
+        await call(a.url, 'POST', '/chat/send', { json: { sessionId: main.sessionId, content: '' } }),
+        401,
+        /missing bearer token/,
+      );
+      expectError(
+        await call(a.url, 'POST', '/chat/send', { token: other.token, json: { sessionId: main.sessionId, content: 42 } }),
+        403,
+        /another session/,
+      );
       expect(await snapshot()).toEqual(before);
     });
 
@@ -543,8 +649,14 @@ describe('input validation, auth, limits and security headers', () => {
       ['no auth at all', () => undefined],
       ['a session id without a token', () => ({ sessionId: main.sessionId })],
       ['a token without a session id', () => ({ token: main.token })],
-      ['a forged token (signature changed)', () => ({ sessionId: main.sessionId, token: `${main.token.slice(0, -1)}${flip(main.token.slice(-1))}` })],
-      ["a forged token (another session's signature)", () => ({ sessionId: main.sessionId, token: `${signedPart(main)}.${other.token.split('.').pop()}` })],
+      [
+        'a forged token (signature changed)',
+        () => ({ sessionId: main.sessionId, token: `${main.token.slice(0, -1)}${flip(main.token.slice(-1))}` }),
+      ],
+      [
+        "a forged token (another session's signature)",
+        () => ({ sessionId: main.sessionId, token: `${signedPart(main)}.${other.token.split('.').pop()}` }),
+      ],
       ['a garbage token', () => ({ sessionId: main.sessionId, token: 'garbage' })],
       ['a token that is not a string', () => ({ sessionId: main.sessionId, token: 12345 })],
       ["another session's valid token", () => ({ sessionId: main.sessionId, token: other.token })],
@@ -610,7 +722,6 @@ describe('input validation, auth, limits and security headers', () => {
       const accepted = await call(a.url, 'GET', `/chat/${main.sessionId}/history`, { token: main.token });
       expect(accepted.headers.get('x-content-type-options')).toBe('nosniff');
     });
-
   });
 
   // ===========================================================================================
@@ -786,7 +897,11 @@ describe('input validation, auth, limits and security headers', () => {
 
       // over the socket, the session limit answers through the ack
       const socket1 = await open(url, first);
-      expectAckError(await socket1.emitWithAck('chat.send', { content: 'four, by socket' }), 429, /at most 3 messages per minute in a session/);
+      expectAckError(
+        await socket1.emitWithAck('chat.send', { content: 'four, by socket' }),
+        429,
+        /at most 3 messages per minute in a session/,
+      );
       expect(await queued()).toBe(3);
       expect(await historyOf(url, first)).toEqual(historyBefore);
 
@@ -859,4 +974,3 @@ describe('input validation, auth, limits and security headers', () => {
     });
   });
 });
-

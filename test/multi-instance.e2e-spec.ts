@@ -46,7 +46,9 @@ describe('many instances', () => {
     const sent = await viaB.send('hello from B');
     expect(sent.status).toBe(202);
     const events = await onA.waitForEnd(String(sent.body.messageId));
-    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['chat.user_message', 'chat.started', 'chat.delta', 'chat.completed']));
+    expect(events.map((e) => e.type)).toEqual(
+      expect.arrayContaining(['chat.user_message', 'chat.started', 'chat.delta', 'chat.completed']),
+    );
     expect(events.at(-1)!.payload.content).toBe('You said: hello from B');
     const answeredBy = await Promise.race(
       workers.map((w) => w.waitForOutput(new RegExp(`completed session=\\S+ message=${sent.body.messageId}`)).then(() => w)),

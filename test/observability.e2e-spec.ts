@@ -26,7 +26,10 @@ describe('operations', () => {
     const port = await freePort();
     workerMetrics = `http://127.0.0.1:${port}/metrics`;
     api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url } });
-    worker = await AppProcess.start({ entry: 'worker', env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_METRICS_PORT: String(port) } });
+    worker = await AppProcess.start({
+      entry: 'worker',
+      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_METRICS_PORT: String(port) },
+    });
   });
 
   afterAll(async () => {
@@ -55,7 +58,10 @@ describe('operations', () => {
 
     // the message was answered by the in-process worker or the standalone one: together, one completion
     const scrape = async () => `${await (await fetch(`${api.url}/metrics`)).text()}\n${await (await fetch(workerMetrics)).text()}`;
-    const both = await eventually(scrape, (t) => (t.match(/^ai_assistant_messages_finished_total\{outcome="completed",code=""\} 1$/gm) ?? []).length === 1);
+    const both = await eventually(
+      scrape,
+      (t) => (t.match(/^ai_assistant_messages_finished_total\{outcome="completed",code=""\} 1$/gm) ?? []).length === 1,
+    );
     expect((both.match(/^ai_assistant_time_to_first_token_seconds_count 1$/gm) ?? []).length).toBe(1);
     expect((both.match(/^ai_assistant_tokens_per_second_count 1$/gm) ?? []).length).toBe(1);
     client.close();
@@ -73,7 +79,9 @@ describe('operations', () => {
     const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     // one line per request, when it ends: method, path, status, duration
     const requests = records.filter((r) => r.msg === 'request completed');
-    expect(requests).toContainEqual(expect.objectContaining({ method: 'POST', path: '/chat/send', statusCode: 202, ms: expect.any(Number) }));
+    expect(requests).toContainEqual(
+      expect.objectContaining({ method: 'POST', path: '/chat/send', statusCode: 202, ms: expect.any(Number) }),
+    );
     expect(requests).toContainEqual(expect.objectContaining({ method: 'GET', path: historyPath, statusCode: 401 }));
     expect(requests.some((r) => String(r.path).startsWith('/metrics') || String(r.path).startsWith('/health'))).toBe(false);
     const aboutMessage = records.filter((r) => r.messageId === sent.body.messageId);

@@ -193,7 +193,12 @@ describe('Ollama faults: HTTP errors, error lines, cut streams, missing model', 
 
     expect(h.ollama.requests).toHaveLength(2);
     expectEveryRequestToCarry(h.ollama, firstTurn('first try fails'));
-    await h.app.waitForOutput(new RegExp(`^(?=.*attempt 1 failed \\(ollama_error\\), retrying: Ollama failed \\(HTTP 500\\))(?=.*"messageId":"${messageId}").*$`, 'm'));
+    await h.app.waitForOutput(
+      new RegExp(
+        `^(?=.*attempt 1 failed \\(ollama_error\\), retrying: Ollama failed \\(HTTP 500\\))(?=.*"messageId":"${messageId}").*$`,
+        'm',
+      ),
+    );
 
     expect(await assistantEntry(client, messageId)).toMatchObject({ status: 'completed', content: 'Back on track.' });
     expect((await assistantEntry(client, messageId))!.error).toBeUndefined();
@@ -234,14 +239,25 @@ describe('Ollama faults: HTTP errors, error lines, cut streams, missing model', 
     expect(attempts(events)).toEqual([1, 2]);
     expect(deltasOfLastAttempt(events)).toBe('A clean answer.');
     // whatever attempt 1 streamed before the error was a prefix of its partial answer
-    const firstAttempt = events.slice(events.findIndex((e) => e.type === 'chat.started') + 1, events.map((e) => e.type).lastIndexOf('chat.started'));
-    const firstDeltas = firstAttempt.filter((e) => e.type === 'chat.delta').map((e) => String(e.payload.delta)).join('');
+    const firstAttempt = events.slice(
+      events.findIndex((e) => e.type === 'chat.started') + 1,
+      events.map((e) => e.type).lastIndexOf('chat.started'),
+    );
+    const firstDeltas = firstAttempt
+      .filter((e) => e.type === 'chat.delta')
+      .map((e) => String(e.payload.delta))
+      .join('');
     expect('Partial answer'.startsWith(firstDeltas)).toBe(true);
 
     expect(h.ollama.requests).toHaveLength(2);
     expectEveryRequestToCarry(h.ollama, firstTurn('error mid-stream'));
     // Ollama's own error text reaches the log of the retry
-    await h.app.waitForOutput(new RegExp(`^(?=.*attempt 1 failed \\((stream_interrupted|ollama_error)\\), retrying: .*CUDA error: out of memory)(?=.*"messageId":"${messageId}").*$`, 'm'));
+    await h.app.waitForOutput(
+      new RegExp(
+        `^(?=.*attempt 1 failed \\((stream_interrupted|ollama_error)\\), retrying: .*CUDA error: out of memory)(?=.*"messageId":"${messageId}").*$`,
+        'm',
+      ),
+    );
 
     // the partial answer of attempt 1 leaves no trace in the history
     expect(await assistantEntry(client, messageId)).toMatchObject({ status: 'completed', content: 'A clean answer.' });
@@ -249,7 +265,7 @@ describe('Ollama faults: HTTP errors, error lines, cut streams, missing model', 
     await expectNothingPending(h.redis);
   });
 
-  it('fails with stream_interrupted after three cut streams and keeps the last attempt\'s partial answer', async () => {
+  it("fails with stream_interrupted after three cut streams and keeps the last attempt's partial answer", async () => {
     h.ollama.enqueue(
       { content: ['First', ' try', ' is', ' cut'], cutAfterChunks: 2, tokenDelayMs: 5 },
       { content: ['Second', ' try', ' is', ' cut', ' too'], cutAfterChunks: 3, tokenDelayMs: 5 },
@@ -389,7 +405,10 @@ describe('Ollama faults: a generation longer than OLLAMA_TIMEOUT_MS', () => {
     const { messageId, events } = await sendAndWaitForEnd(client, 'hang forever');
 
     const error = failureOf(events);
-    expect(error).toEqual({ code: 'generation_timeout', message: expect.stringMatching(/^The answer took longer than \d+(\.\d)? s and was stopped\.$/) });
+    expect(error).toEqual({
+      code: 'generation_timeout',
+      message: expect.stringMatching(/^The answer took longer than \d+(\.\d)? s and was stopped\.$/),
+    });
     expect(attempts(events)).toEqual([1]);
     expect(countOf(events, 'chat.delta')).toBe(0);
 
@@ -461,7 +480,11 @@ class LateHeadersOllama {
   /** Resolves once the n-th request (0-based) carrying `content` was abandoned by the client. */
   async waitForAbort(content: string, index: number, timeoutMs: number): Promise<void> {
     try {
-      await eventually(() => this.requestsFor(content)[index]?.aborted ?? false, (aborted) => aborted, timeoutMs);
+      await eventually(
+        () => this.requestsFor(content)[index]?.aborted ?? false,
+        (aborted) => aborted,
+        timeoutMs,
+      );
     } catch {
       const seen = this.requestsFor(content)[index];
       throw new Error(

@@ -207,7 +207,13 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
     expect(tab1.eventsOf(messageId).map((e) => e.payload.eventId)).toEqual(seen.map((e) => e.payload.eventId));
 
     const bad = await tab1.emitWithAck('chat.send', { content: '', extra: 1 });
-    expect(bad).toEqual({ error: { statusCode: 400, error: 'Bad Request', message: expect.stringMatching(/extra should not exist.*content must not be empty|content must not be empty.*extra/) } });
+    expect(bad).toEqual({
+      error: {
+        statusCode: 400,
+        error: 'Bad Request',
+        message: expect.stringMatching(/extra should not exist.*content must not be empty|content must not be empty.*extra/),
+      },
+    });
   });
 
   it('delivers each session only its own events', async () => {
@@ -264,7 +270,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
     expect(await commandsAdded(redis)).toBe(before);
   });
 
-  it('requires the session token: 401 without or with a forged one, 403 with another session\'s', async () => {
+  it("requires the session token: 401 without or with a forged one, 403 with another session's", async () => {
     const client = await open();
     const other = await ChatClient.createSession(app.url);
     const path = `/chat/${client.session.sessionId}/history`;

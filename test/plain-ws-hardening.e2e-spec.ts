@@ -116,7 +116,10 @@ describe('plain WebSocket hardening', () => {
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write(handshake(s));
     const received = () => Buffer.concat(chunks);
-    await eventually(() => received().includes('\r\n\r\n'), (done) => done);
+    await eventually(
+      () => received().includes('\r\n\r\n'),
+      (done) => done,
+    );
     expect(received().toString('latin1')).toMatch(/^HTTP\/1\.1 101 /);
     return { socket, received: () => received().subarray(received().indexOf('\r\n\r\n') + 4) };
   };
@@ -150,7 +153,10 @@ describe('plain WebSocket hardening', () => {
       const witness = await open(s);
       const { socket, received } = await rawUpgrade(s);
       socket.write(Buffer.from([0x81, 0x02, 0x68, 0x69])); // FIN + text, MASK bit clear, "hi"
-      const code = await eventually(() => closeCodeIn(received()), (c) => c !== null);
+      const code = await eventually(
+        () => closeCodeIn(received()),
+        (c) => c !== null,
+      );
       expect(code).toBe(1002);
       socket.destroy();
       await expectServing(s, witness);
@@ -195,7 +201,10 @@ describe('plain WebSocket hardening', () => {
 
       fromA[0].ws.close();
       await fromA[0].closed;
-      const status = await eventually(() => upgradeStatus(b), (code) => code === 101);
+      const status = await eventually(
+        () => upgradeStatus(b),
+        (code) => code === 101,
+      );
       expect(status).toBe(101);
       expect(await upgradeStatus(a)).toBe(429); // the address is full again
       await expectServing(a, fromA[1]);
@@ -215,14 +224,20 @@ describe('plain WebSocket hardening', () => {
       expect(errors.length).toBeLessThanOrEqual(BURST + 2);
       await expectServing(s, witness);
       // the place the flooder held is given back
-      await eventually(() => upgradeStatus(s), (code) => code === 101);
+      await eventually(
+        () => upgradeStatus(s),
+        (code) => code === 101,
+      );
     });
 
     it('a message within the limit still gets the error frame explaining the endpoint only sends', async () => {
       const s = await newSession();
       const one = await open(s);
       one.ws.send('hello?');
-      await eventually(() => one.frames.some((f) => f.event === 'error' && /only sends/.test(String(f.message))), (seen) => seen);
+      await eventually(
+        () => one.frames.some((f) => f.event === 'error' && /only sends/.test(String(f.message))),
+        (seen) => seen,
+      );
       expect(one.ws.readyState).toBe(WebSocket.OPEN);
     });
   });

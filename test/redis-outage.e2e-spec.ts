@@ -80,10 +80,12 @@ describe('Redis outage', () => {
     process.kill(server.pid!, 'SIGSTOP'); // a hung Redis: the sockets stay open, nothing answers
     try {
       // Staggered, so later sends find earlier commands still waiting on the same connection.
-      const results = await Promise.all([0, 150, 600].map(async (wait, i) => {
-        await new Promise((r) => setTimeout(r, wait));
-        return send(`hung ${i}`);
-      }));
+      const results = await Promise.all(
+        [0, 150, 600].map(async (wait, i) => {
+          await new Promise((r) => setTimeout(r, wait));
+          return send(`hung ${i}`);
+        }),
+      );
       for (const r of results) {
         expect(r.status).toBe(503);
         expect(r.ms).toBeLessThan(2000);
@@ -91,7 +93,11 @@ describe('Redis outage', () => {
     } finally {
       process.kill(server.pid!, 'SIGCONT');
     }
-    const sent = await eventually(() => client.send('awake again?'), (r) => r.status === 202, 15_000);
+    const sent = await eventually(
+      () => client.send('awake again?'),
+      (r) => r.status === 202,
+      15_000,
+    );
     const events = await client.waitForEnd(String(sent.body.messageId), 20_000);
     expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: awake again?' } });
   });
@@ -114,11 +120,19 @@ describe('Redis outage', () => {
       }
     })();
 
-    await eventually(() => accepted.length, (n) => n >= 8, 10_000);
+    await eventually(
+      () => accepted.length,
+      (n) => n >= 8,
+      10_000,
+    );
     await server.kill();
     await new Promise((r) => setTimeout(r, 1500));
     await server.startProcess();
-    await eventually(() => accepted.length, (n) => n >= 20, 20_000);
+    await eventually(
+      () => accepted.length,
+      (n) => n >= 20,
+      20_000,
+    );
     stop = true;
     await traffic;
 
@@ -130,7 +144,11 @@ describe('Redis outage', () => {
     }
     const redis = new Redis(server.url, { protocol: 2 });
     try {
-      await eventually(() => pendingCount(redis), (n) => n === 0, 15_000);
+      await eventually(
+        () => pendingCount(redis),
+        (n) => n === 0,
+        15_000,
+      );
     } finally {
       redis.disconnect();
     }

@@ -152,7 +152,13 @@ describe('resume', () => {
     const rest = await reloaded.waitForEnd(messageId);
     expect(rest.some((e) => e.type === 'chat.started')).toBe(false);
     // partial content from the history + the deltas after it = the whole answer, nothing twice
-    expect(partial + rest.filter((e) => e.type === 'chat.delta').map((e) => String(e.payload.delta)).join('')).toBe(TOKENS.join(''));
+    expect(
+      partial +
+        rest
+          .filter((e) => e.type === 'chat.delta')
+          .map((e) => String(e.payload.delta))
+          .join(''),
+    ).toBe(TOKENS.join(''));
   });
 
   it('tells a client whose lastEventId is older than the retained log to reload the history', async () => {

@@ -46,11 +46,20 @@ interface Reply {
   body: Record<string, unknown> | null;
 }
 
-async function call(baseUrl: string, method: string, path: string, options: { authorization?: string; json?: unknown } = {}): Promise<Reply> {
+async function call(
+  baseUrl: string,
+  method: string,
+  path: string,
+  options: { authorization?: string; json?: unknown } = {},
+): Promise<Reply> {
   const headers: Record<string, string> = {};
   if (options.authorization !== undefined) headers.authorization = options.authorization;
   if (options.json !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${baseUrl}${path}`, { method, headers, body: options.json === undefined ? undefined : JSON.stringify(options.json) });
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers,
+    body: options.json === undefined ? undefined : JSON.stringify(options.json),
+  });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : null };
 }
@@ -128,7 +137,14 @@ describe('session tokens', () => {
 
   const startApp = async (env: Record<string, string>): Promise<AppProcess> => {
     const app = await AppProcess.start({
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false', RATE_LIMIT_SESSION_PER_MINUTE: '0', RATE_LIMIT_IP_PER_MINUTE: '0', ...env },
+      env: {
+        REDIS_URL: testRedisUrl(),
+        OLLAMA_HOST: ollama.url,
+        WORKER_ENABLED: 'false',
+        RATE_LIMIT_SESSION_PER_MINUTE: '0',
+        RATE_LIMIT_IP_PER_MINUTE: '0',
+        ...env,
+      },
     });
     apps.push(app);
     return app;
@@ -209,7 +225,11 @@ describe('session tokens', () => {
       const expired = craft(SECRET_A, s.sessionId, nowSeconds() - 1);
       expect(await everyWayIn(app.url, s.sessionId, expired)).toEqual(ALL_REFUSED);
       const reply = await call(app.url, 'GET', `/chat/${s.sessionId}/history`, bearer(expired));
-      expect(reply.body).toEqual({ statusCode: 401, error: 'Unauthorized', message: expect.stringMatching(/^invalid token: it has expired/) });
+      expect(reply.body).toEqual({
+        statusCode: 401,
+        error: 'Unauthorized',
+        message: expect.stringMatching(/^invalid token: it has expired/),
+      });
       // nor can an expired token be traded for a fresh one
       expect((await call(app.url, 'POST', `/sessions/${s.sessionId}/token`, bearer(expired))).status).toBe(401);
     });
@@ -244,7 +264,7 @@ describe('session tokens', () => {
       expect((await call(app.url, 'POST', '/sessions/a*b/token', bearer(s.token))).status).toBe(400);
     });
 
-    it("DELETE revokes the session: its tokens, old and reissued, stop working over HTTP, SSE, Socket.IO and the plain WebSocket", async () => {
+    it('DELETE revokes the session: its tokens, old and reissued, stop working over HTTP, SSE, Socket.IO and the plain WebSocket', async () => {
       const s = await createSession(app.url);
       const second = (await call(app.url, 'POST', `/sessions/${s.sessionId}/token`, bearer(s.token))).body as unknown as Issued;
       const bystander = await createSession(app.url);
@@ -269,7 +289,12 @@ describe('session tokens', () => {
 
     it('a socket authenticated before DELETE cannot write into the deleted session', async () => {
       const s = await createSession(app.url);
-      const socket = io(`${app.url}/chat`, { auth: { sessionId: s.sessionId, token: s.token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const socket = io(`${app.url}/chat`, {
+        auth: { sessionId: s.sessionId, token: s.token },
+        transports: ['websocket'],
+        reconnection: false,
+        forceNew: true,
+      });
       try {
         await new Promise<void>((resolve, reject) => {
           socket.once('connect', () => resolve());
@@ -287,7 +312,12 @@ describe('session tokens', () => {
     it('a socket that outlives its token is disconnected at its next event', async () => {
       const s = await createSession(app.url);
       const token = craft(SECRET_A, s.sessionId, nowSeconds() + 2);
-      const socket = io(`${app.url}/chat`, { auth: { sessionId: s.sessionId, token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const socket = io(`${app.url}/chat`, {
+        auth: { sessionId: s.sessionId, token },
+        transports: ['websocket'],
+        reconnection: false,
+        forceNew: true,
+      });
       try {
         await new Promise<void>((resolve, reject) => {
           socket.once('connect', () => resolve());
@@ -310,7 +340,11 @@ describe('session tokens', () => {
     let app: AppProcess;
 
     beforeAll(async () => {
-      app = await startApp({ SESSION_SECRET: SECRET_B, SESSION_SECRET_PREVIOUS: `${SECRET_A}, other-old-secret-0123456789`, RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0' });
+      app = await startApp({
+        SESSION_SECRET: SECRET_B,
+        SESSION_SECRET_PREVIOUS: `${SECRET_A}, other-old-secret-0123456789`,
+        RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0',
+      });
     }, 30_000);
 
     it('accepts tokens signed with the previous secret, issues tokens signed with the current one, refuses any other secret', async () => {
@@ -360,7 +394,11 @@ describe('session tokens', () => {
       const refused = await call(app.url, 'POST', '/sessions');
       expect({ status: refused.status, body: refused.body }).toEqual({
         status: 429,
-        body: { statusCode: 429, error: 'Too Many Requests', message: expect.stringMatching(/at most 3 new sessions per minute from one address/) },
+        body: {
+          statusCode: 429,
+          error: 'Too Many Requests',
+          message: expect.stringMatching(/at most 3 new sessions per minute from one address/),
+        },
       });
       const retryAfter = Number(refused.headers.get('retry-after'));
       const untilNextMinute = Math.ceil((60_000 - (Date.now() % 60_000)) / 1000);
@@ -392,8 +430,16 @@ describe('session tokens', () => {
 
     beforeAll(async () => {
       if (!existsSync(CHROMIUM)) throw new Error(`Chromium is needed at ${CHROMIUM} (apt-get install chromium) or CHROMIUM_PATH`);
-      app = await startApp({ WORKER_ENABLED: 'true', SESSION_SECRET: SECRET_A, TOKEN_TTL_SECONDS: String(TTL), RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0' });
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+      app = await startApp({
+        WORKER_ENABLED: 'true',
+        SESSION_SECRET: SECRET_A,
+        TOKEN_TTL_SECONDS: String(TTL),
+        RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0',
+      });
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+      });
       page = await (await browser.newContext()).newPage();
       page.setDefaultTimeout(10_000);
       page.on('pageerror', (err) => pageErrors.push(err.message));
@@ -411,7 +457,12 @@ describe('session tokens', () => {
       await page.goto(app.url);
       await connected();
       const first = (await stored())!;
-      expect(first).toEqual({ sessionId: expect.any(String), token: expect.any(String), expiresAt: expect.any(String), issuedAt: expect.any(Number) });
+      expect(first).toEqual({
+        sessionId: expect.any(String),
+        token: expect.any(String),
+        expiresAt: expect.any(String),
+        issuedAt: expect.any(Number),
+      });
       expect(Date.parse(first.expiresAt) / 1000).toBeGreaterThanOrEqual(nowSeconds() + TTL - 5);
 
       // before half its life: a reload keeps the token
@@ -422,7 +473,10 @@ describe('session tokens', () => {
       // past half its life (as if received long ago): the reload reissues it, same conversation
       await call(app.url, 'POST', '/chat/send', { ...bearer(first.token), json: { sessionId: first.sessionId, content: 'still here?' } });
       await sleep(1100); // expiries have one-second resolution
-      await page.evaluate((s) => localStorage.setItem('ai-assistant.session', JSON.stringify({ ...s, issuedAt: Date.now() - 3600_000 })), first);
+      await page.evaluate(
+        (s) => localStorage.setItem('ai-assistant.session', JSON.stringify({ ...s, issuedAt: Date.now() - 3600_000 })),
+        first,
+      );
       await page.reload();
       await connected();
       const fresh = (await stored())!;

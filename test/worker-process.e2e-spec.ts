@@ -92,8 +92,7 @@ describe('standalone worker processes', () => {
     const messageId = String(sent.body.messageId);
     await client.waitFor((e) => e.type === 'chat.delta' && e.payload.messageId === messageId);
 
-    const pendingIds = async () =>
-      ((await redis.xpending('chat:incoming', 'ai-workers', '-', '+', 10)) as [string][]).map(([id]) => id);
+    const pendingIds = async () => ((await redis.xpending('chat:incoming', 'ai-workers', '-', '+', 10)) as [string][]).map(([id]) => id);
     try {
       expect(exitedGracefully(await worker.stop())).toBe(true);
       expect(worker.log).toContain('leaving 1 unfinished generation(s) to other workers');

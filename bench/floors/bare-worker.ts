@@ -24,7 +24,8 @@ const transport = new NodeHttpFetch();
 const never = new AbortController().signal;
 const client = new Ollama({ host, fetch: transport.fetchWith(never) });
 
-const publish = (type: string, payload: Record<string, unknown>) => commands.xadd(outgoing, '*', 'type', type, 'data', JSON.stringify(payload));
+const publish = (type: string, payload: Record<string, unknown>) =>
+  commands.xadd(outgoing, '*', 'type', type, 'data', JSON.stringify(payload));
 
 async function answer(id: string, command: { sessionId: string; messageId: string; content: string }): Promise<void> {
   const ref = { sessionId: command.sessionId, messageId: command.messageId };
@@ -42,8 +43,12 @@ async function answer(id: string, command: { sessionId: string; messageId: strin
 let reading = true;
 async function consume(): Promise<void> {
   while (reading) {
-    for (const { id, fields } of parseReadReply(await blocking.xreadgroup('GROUP', group, 'bare', 'COUNT', 64, 'BLOCK', 500, 'STREAMS', incoming, '>'))) {
-      answer(id, JSON.parse(fields[1]) as { sessionId: string; messageId: string; content: string }).catch((err: Error) => process.stderr.write(`${err.stack}\n`));
+    for (const { id, fields } of parseReadReply(
+      await blocking.xreadgroup('GROUP', group, 'bare', 'COUNT', 64, 'BLOCK', 500, 'STREAMS', incoming, '>'),
+    )) {
+      answer(id, JSON.parse(fields[1]) as { sessionId: string; messageId: string; content: string }).catch((err: Error) =>
+        process.stderr.write(`${err.stack}\n`),
+      );
     }
   }
 }

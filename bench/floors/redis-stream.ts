@@ -11,7 +11,11 @@ import { floorParams, runFloorChild } from './child-protocol';
 const { redisUrl, writers, stream } = floorParams<{ redisUrl: string; writers: number; stream: string }>();
 const commands = new Redis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
 const blocking = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-const data = JSON.stringify({ sessionId: '3f0c8a52-6f8e-4a53-9d7e-0b6f1f7c2a10', messageId: '9b1d4c7e-2a3f-4e5d-8c6b-7a8f9e0d1c2b', delta: ' token' });
+const data = JSON.stringify({
+  sessionId: '3f0c8a52-6f8e-4a53-9d7e-0b6f1f7c2a10',
+  messageId: '9b1d4c7e-2a3f-4e5d-8c6b-7a8f9e0d1c2b',
+  delta: ' token',
+});
 
 let running = false;
 let written = 0;

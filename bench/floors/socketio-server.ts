@@ -23,7 +23,8 @@ const payload = { sessionId: '3f0c8a52-6f8e-4a53-9d7e-0b6f1f7c2a10', messageId: 
 
 function emitDue(startedAt: number): void {
   const due = Math.floor(((performance.now() - startedAt) / 1000) * ratePerSec);
-  for (; windowEmitted < due; windowEmitted++, emitted++) io.to(rooms[emitted % rooms.length]).emit('chat.delta', { ...payload, eventId: String(emitted) });
+  for (; windowEmitted < due; windowEmitted++, emitted++)
+    io.to(rooms[emitted % rooms.length]).emit('chat.delta', { ...payload, eventId: String(emitted) });
 }
 
 const httpServer = createServer();

@@ -254,7 +254,11 @@ export class SessionPool {
  * late the missed sends go out at once, so the offered count is kept). `sendOne` returns false when
  * it could not send (no free session): those are counted, not retried.
  */
-export async function openLoop(rate: number, seconds: number, sendOne: () => boolean): Promise<{ offered: number; skipped: number; elapsed: number }> {
+export async function openLoop(
+  rate: number,
+  seconds: number,
+  sendOne: () => boolean,
+): Promise<{ offered: number; skipped: number; elapsed: number }> {
   const start = performance.now();
   const end = start + seconds * 1000;
   let offered = 0;

@@ -26,11 +26,19 @@ export class FloorChild {
     track(child);
   }
 
-  static async start(file: string, params: Record<string, unknown>, timeoutMs = 30_000): Promise<{ child: FloorChild; ready: Record<string, number> }> {
-    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', 'floors', file), JSON.stringify(params)], {
-      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+  static async start(
+    file: string,
+    params: Record<string, unknown>,
+    timeoutMs = 30_000,
+  ): Promise<{ child: FloorChild; ready: Record<string, number> }> {
+    const child = spawn(
+      process.execPath,
+      ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', 'floors', file), JSON.stringify(params)],
+      {
+        env: { PATH: process.env.PATH ?? '', NO_COLOR: '1' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     const floor = new FloorChild(file, child);
     const line = await floor.next(timeoutMs);
     if (!line.startsWith('ready ')) throw new Error(`${file}: expected "ready", got: ${line}\n${floor.tail.join('\n')}`);
@@ -63,8 +71,12 @@ export class FloorChild {
 
   private next(timeoutMs: number): Promise<string> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no answer within ${timeoutMs} ms\n${this.tail.join('\n')}`)), timeoutMs);
-      const onExit = () => reject(new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode})\n${this.tail.join('\n')}`));
+      const timer = setTimeout(
+        () => reject(new Error(`${this.name}: no answer within ${timeoutMs} ms\n${this.tail.join('\n')}`)),
+        timeoutMs,
+      );
+      const onExit = () =>
+        reject(new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode})\n${this.tail.join('\n')}`));
       this.child.once('exit', onExit);
       this.replies.push((line) => {
         clearTimeout(timer);

@@ -123,7 +123,8 @@ export class BenchProcess {
   private async waitUntil(ready: () => Promise<boolean>, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (!this.running) throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) before it was ready:\n${this.log}`);
+      if (!this.running)
+        throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) before it was ready:\n${this.log}`);
       if (await ready().catch(() => false)) return;
       await sleep(50);
     }

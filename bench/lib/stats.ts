@@ -61,7 +61,11 @@ export function table(rows: string[][], indent = '  '): string {
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   const isNum = (s: string) => /^[-+~≥≤<>]?[\d,.]+( ?(ms|%|MB|\/s|x|µs))?$/.test(s) || s === 'n/a';
   const line = (row: string[]) =>
-    indent + row.map((cell, i) => (i > 0 && isNum(cell) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd();
+    indent +
+    row
+      .map((cell, i) => (i > 0 && isNum(cell) ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   const out = [line(rows[0]), indent + widths.map((w) => '-'.repeat(w)).join('  ')];
   for (const row of rows.slice(1)) out.push(line(row));
   return out.join('\n');

@@ -48,7 +48,13 @@ export async function runFanout(ctx: PhaseContext, coalesceMs: number): Promise<
     for (const delayMs of cfg.delaysMs) {
       const tokens = Math.max(10, Math.round(cfg.messageMs / delayMs));
       out.push(
-        await leastDisturbed(config.tries, () => step(ctx, pool, coalesceMs, { tokens, delayMs }), (x) => x.cpu.othersPct, ctx.log, `fan-out ${delayMs} ms`),
+        await leastDisturbed(
+          config.tries,
+          () => step(ctx, pool, coalesceMs, { tokens, delayMs }),
+          (x) => x.cpu.othersPct,
+          ctx.log,
+          `fan-out ${delayMs} ms`,
+        ),
       );
       await sleep(300);
     }
@@ -128,7 +134,8 @@ async function step(ctx: PhaseContext, pool: SessionPool, coalesceMs: number, re
       why: '',
     };
     const why: string[] = [];
-    if (result.deliveredTokensPerSec < 0.95 * result.fakeWrittenTokensPerSec) why.push(`delivered ${result.deliveredTokensPerSec} < 95% of the ${result.fakeWrittenTokensPerSec} tokens/s written`);
+    if (result.deliveredTokensPerSec < 0.95 * result.fakeWrittenTokensPerSec)
+      why.push(`delivered ${result.deliveredTokensPerSec} < 95% of the ${result.fakeWrittenTokensPerSec} tokens/s written`);
     if (result.deliveryDelay.p99 > MAX_P99_MS) why.push(`delay p99 ${result.deliveryDelay.p99} ms > ${MAX_P99_MS} ms`);
     if (result.lost + result.failed + result.wrongContent > 0) why.push('messages lost or wrong');
     result.keptUp = why.length === 0;

@@ -95,11 +95,29 @@ export async function runFloors(ctx: PhaseContext): Promise<FloorsResult> {
   log(`floor redis: ${fmtPart(redisEvent)}`);
   const socketEvent = await floorSocket(seconds, warmup);
   log(`floor socket.io: ${fmtPart(socketEvent)}`);
-  const ollamaToken = await floorOllama(ctx, seconds, warmup, { streams: config.fanout.sessions, tokens: 50, delayMs: 4, transport: 'node-http' }, 'token');
+  const ollamaToken = await floorOllama(
+    ctx,
+    seconds,
+    warmup,
+    { streams: config.fanout.sessions, tokens: 50, delayMs: 4, transport: 'node-http' },
+    'token',
+  );
   log(`floor ollama stream: ${fmtPart(ollamaToken)}`);
-  const ollamaReply = await floorOllama(ctx, seconds, warmup, { streams: 64, tokens: tokensPerReply, delayMs: 0, transport: 'node-http' }, 'reply');
+  const ollamaReply = await floorOllama(
+    ctx,
+    seconds,
+    warmup,
+    { streams: 64, tokens: tokensPerReply, delayMs: 0, transport: 'node-http' },
+    'reply',
+  );
   log(`floor ollama reply: ${fmtPart(ollamaReply)}`);
-  const ollamaReplyFetch = await floorOllama(ctx, seconds, warmup, { streams: 64, tokens: tokensPerReply, delayMs: 0, transport: 'fetch' }, 'reply');
+  const ollamaReplyFetch = await floorOllama(
+    ctx,
+    seconds,
+    warmup,
+    { streams: 64, tokens: tokensPerReply, delayMs: 0, transport: 'fetch' },
+    'reply',
+  );
   log(`floor ollama reply (global fetch): ${fmtPart(ollamaReplyFetch)}`);
 
   return {
@@ -131,7 +149,13 @@ async function bareLatency(ctx: PhaseContext): Promise<LatencyLoad[]> {
   const { env, config, log } = ctx;
   const streams = { incoming: `bench:${config.runTag}:bare:in`, outgoing: `bench:${config.runTag}:bare:out` };
   const api = await FloorChild.start('bare-api.ts', { redisUrl: env.redisUrl, ...streams });
-  const worker = await FloorChild.start('bare-worker.ts', { redisUrl: env.redisUrl, host: env.fake.url, model: MODEL, group: 'bare', ...streams }).catch(async (err: Error) => {
+  const worker = await FloorChild.start('bare-worker.ts', {
+    redisUrl: env.redisUrl,
+    host: env.fake.url,
+    model: MODEL,
+    group: 'bare',
+    ...streams,
+  }).catch(async (err: Error) => {
     await api.child.close();
     throw err;
   });
@@ -206,7 +230,14 @@ async function floorHttp(seconds: number, warmup: number): Promise<FloorPart> {
   const post = () =>
     new Promise<void>((resolve, reject) => {
       const req = http.request(
-        { host: '127.0.0.1', port: ready.port, path: '/chat/send', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        {
+          host: '127.0.0.1',
+          port: ready.port,
+          path: '/chat/send',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
         (res) => {
           res.resume();
           res.on('end', resolve);
@@ -264,7 +295,12 @@ async function floorSocket(seconds: number, warmup: number): Promise<FloorPart> 
   let received = 0;
   try {
     for (let i = 0; i < SOCKETS; i++) {
-      const socket = io(`http://127.0.0.1:${ready.port}`, { transports: ['websocket'], query: { room: `r${i}` }, reconnection: false, forceNew: true });
+      const socket = io(`http://127.0.0.1:${ready.port}`, {
+        transports: ['websocket'],
+        query: { room: `r${i}` },
+        reconnection: false,
+        forceNew: true,
+      });
       socket.on('chat.delta', () => received++);
       sockets.push(socket);
     }
@@ -309,11 +345,18 @@ export interface MeasuredBeside {
   perEventUs?: { us: number; atPerSec: number };
 }
 
-export function renderFloors(f: FloorsResult, measured: MeasuredBeside, targets: { messagesPerSec: number; eventsPerSec: number }): string[] {
+export function renderFloors(
+  f: FloorsResult,
+  measured: MeasuredBeside,
+  targets: { messagesPerSec: number; eventsPerSec: number },
+): string[] {
   const lines: string[] = [];
-  lines.push(`FLOORS — the stack's parts alone on this machine, each in a process of its own, none of the app's logic: CPU µs per unit (part + Redis + the bench's clients / fake Ollama)`);
+  lines.push(
+    `FLOORS — the stack's parts alone on this machine, each in a process of its own, none of the app's logic: CPU µs per unit (part + Redis + the bench's clients / fake Ollama)`,
+  );
   const rows = [['part', 'unit', 'n', 'part µs', 'redis µs', 'bench µs', 'total µs', 'note']];
-  const row = (name: string, p: FloorPart) => rows.push([name, p.unit, fmtCount(p.units), String(p.partUs), String(p.redisUs), String(p.benchUs), String(p.totalUs), p.note ?? '']);
+  const row = (name: string, p: FloorPart) =>
+    rows.push([name, p.unit, fmtCount(p.units), String(p.partUs), String(p.redisUs), String(p.benchUs), String(p.totalUs), p.note ?? '']);
   row('HTTP POST → 202 JSON, bare node:http, 16 keep-alive clients', f.http);
   row('event XADD (auto-pipelined) + blocking XREAD, ioredis', f.redisEvent);
   row('Socket.IO packet to a one-socket room, 200 sockets', f.socketEvent);
@@ -330,16 +373,53 @@ export function renderFloors(f: FloorsResult, measured: MeasuredBeside, targets:
     );
   };
   sum('per token event (1 chunk + XADD/XREAD + packet)', f.perEvent, targets.eventsPerSec, measured.perEventUs);
-  sum(`per message (POST + ${f.tokensPerReply}-token reply + ${f.eventsPerMessage} × (XADD/XREAD + packet))`, f.perMessage, targets.messagesPerSec, measured.perMessageUs);
+  sum(
+    `per message (POST + ${f.tokensPerReply}-token reply + ${f.eventsPerMessage} × (XADD/XREAD + packet))`,
+    f.perMessage,
+    targets.messagesPerSec,
+    measured.perMessageUs,
+  );
   if (f.bareLatency?.length) {
-    lines.push('  a bare pipeline of the same parts (HTTP → XADD → XREADGROUP → ollama client → XADD per chunk → XREAD → Socket.IO; nothing else), latency phase settings:');
-    const rows2 = [['load', 'floor p50', 'bare pipeline p50', 'p99', 'added p50', 'p95', 'p99', 'HTTP 202 p50', 'send→fake request p50', 'fake write→socket p50', 'lost', 'api', 'worker', 'redis', 'bench']];
+    lines.push(
+      '  a bare pipeline of the same parts (HTTP → XADD → XREADGROUP → ollama client → XADD per chunk → XREAD → Socket.IO; nothing else), latency phase settings:',
+    );
+    const rows2 = [
+      [
+        'load',
+        'floor p50',
+        'bare pipeline p50',
+        'p99',
+        'added p50',
+        'p95',
+        'p99',
+        'HTTP 202 p50',
+        'send→fake request p50',
+        'fake write→socket p50',
+        'lost',
+        'api',
+        'worker',
+        'redis',
+        'bench',
+      ],
+    ];
     for (const l of f.bareLatency) {
       const p = l.pipeline;
       rows2.push([
-        `${l.offeredPerSec}/s`, `${l.floor.firstToken.p50.toFixed(2)} ms`, `${p.firstDelta.p50.toFixed(2)} ms`, p.firstDelta.p99.toFixed(2),
-        `${l.added.p50.toFixed(2)} ms`, l.added.p95.toFixed(2), l.added.p99.toFixed(2), `${p.accept.p50.toFixed(2)} ms`, `${p.beforeModel.p50.toFixed(2)} ms`, `${p.afterModel.p50.toFixed(2)} ms`,
-        String(p.lost + p.failed + p.wrongContent), `${Math.round(p.cpu.apiPct)}%`, `${Math.round(p.cpu.workerPct)}%`, `${Math.round(p.cpu.redisPct)}%`, `${Math.round(p.cpu.benchPct)}%`,
+        `${l.offeredPerSec}/s`,
+        `${l.floor.firstToken.p50.toFixed(2)} ms`,
+        `${p.firstDelta.p50.toFixed(2)} ms`,
+        p.firstDelta.p99.toFixed(2),
+        `${l.added.p50.toFixed(2)} ms`,
+        l.added.p95.toFixed(2),
+        l.added.p99.toFixed(2),
+        `${p.accept.p50.toFixed(2)} ms`,
+        `${p.beforeModel.p50.toFixed(2)} ms`,
+        `${p.afterModel.p50.toFixed(2)} ms`,
+        String(p.lost + p.failed + p.wrongContent),
+        `${Math.round(p.cpu.apiPct)}%`,
+        `${Math.round(p.cpu.workerPct)}%`,
+        `${Math.round(p.cpu.redisPct)}%`,
+        `${Math.round(p.cpu.benchPct)}%`,
       ]);
     }
     lines.push(table(rows2, '    '));

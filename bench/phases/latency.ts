@@ -48,7 +48,13 @@ export async function runLatency(ctx: PhaseContext): Promise<LatencyLoad[]> {
 
     const results: LatencyLoad[] = [];
     for (const rate of cfg.loads) {
-      const result = await leastDisturbed(config.tries, () => measureLoad(ctx, pool, rate), (r) => r.pipeline.cpu.othersPct, log, `latency @${rate}/s`);
+      const result = await leastDisturbed(
+        config.tries,
+        () => measureLoad(ctx, pool, rate),
+        (r) => r.pipeline.cpu.othersPct,
+        log,
+        `latency @${rate}/s`,
+      );
       results.push(result);
       const fl = result.floor.firstToken;
       const pipe = result.pipeline.firstDelta;

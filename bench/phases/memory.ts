@@ -112,7 +112,9 @@ export async function runMemory(ctx: PhaseContext): Promise<MemoryResult> {
         const s = await sample(checkpointLabel);
         if (performance.now() - lastLog > 5000) {
           lastLog = performance.now();
-          log(`memory: ${done}/${cfg.messages} messages, api ${mbs(s.apiRss)}, worker ${mbs(s.workerRss)}, redis ${mbs(s.redisUsedMemory)}`);
+          log(
+            `memory: ${done}/${cfg.messages} messages, api ${mbs(s.apiRss)}, worker ${mbs(s.workerRss)}, redis ${mbs(s.redisUsedMemory)}`,
+          );
         }
       }
       if (pool.inFlight === 0 && sent >= cfg.messages) break;
@@ -216,7 +218,9 @@ export async function runMemory(ctx: PhaseContext): Promise<MemoryResult> {
       ceiling,
       verdict: { apiRss: rssVerdict('apiRss'), workerRss: rssVerdict('workerRss'), redis: redisVerdict },
     };
-    log(`memory: ${done} messages in ${result.seconds}s (${result.messagesPerSec}/s); api ${result.verdict.apiRss}; worker ${result.verdict.workerRss}; redis ${result.verdict.redis}`);
+    log(
+      `memory: ${done} messages in ${result.seconds}s (${result.messagesPerSec}/s); api ${result.verdict.apiRss}; worker ${result.verdict.workerRss}; redis ${result.verdict.redis}`,
+    );
     return result;
   } finally {
     pool.onEnd = null;

@@ -35,7 +35,15 @@ export interface ThroughputStep {
 }
 
 export interface ThroughputResult {
-  probe: { sessions: number; seconds: number; completedPerSec: number; endToEnd: Summary; cpu: CpuWindow; bottleneck: string; lost: number };
+  probe: {
+    sessions: number;
+    seconds: number;
+    completedPerSec: number;
+    endToEnd: Summary;
+    cpu: CpuWindow;
+    bottleneck: string;
+    lost: number;
+  };
   steps: ThroughputStep[];
   maxSustainedPerSec: number | null;
   bottleneckAtMax: string | null;
@@ -79,7 +87,9 @@ export async function runThroughput(ctx: PhaseContext): Promise<ThroughputResult
       bottleneck: bottleneck(probeCpu, config.cores),
       lost: probeOpen.filter((m) => m.httpStatus === 202).length + pc.wrongContent + pc.failed,
     };
-    log(`throughput probe (closed loop, ${cfg.sessions} sessions): ${probe.completedPerSec} msg/s, e2e p50 ${probe.endToEnd.p50} ms; ${probe.bottleneck}`);
+    log(
+      `throughput probe (closed loop, ${cfg.sessions} sessions): ${probe.completedPerSec} msg/s, e2e p50 ${probe.endToEnd.p50} ms; ${probe.bottleneck}`,
+    );
 
     // ---- open-loop steps ----
     const steps: ThroughputStep[] = [];
@@ -90,7 +100,13 @@ export async function runThroughput(ctx: PhaseContext): Promise<ThroughputResult
     for (let i = 0; i < rates.length; i++) {
       const rate = rates[i];
       await sleep(500);
-      const step = await leastDisturbed(config.tries, () => runStep(ctx, pool, rate), (x) => x.cpu.othersPct, log, `throughput @${rate}/s`);
+      const step = await leastDisturbed(
+        config.tries,
+        () => runStep(ctx, pool, rate),
+        (x) => x.cpu.othersPct,
+        log,
+        `throughput @${rate}/s`,
+      );
       steps.push(step);
       log(
         `throughput @${rate}/s: ${step.completedPerSec} completed/s, e2e p99 ${step.endToEnd.p99} ms, lost ${step.lost}, skipped ${step.skippedNoFreeSession} → ${step.sustained ? 'sustained' : `NOT sustained (${step.why})`}; ${step.bottleneck}`,
@@ -153,7 +169,9 @@ async function runStep(ctx: PhaseContext, pool: SessionPool, rate: number): Prom
   const why: string[] = [];
   if (loop.skipped > 0) why.push(`${loop.skipped} sends found no free session (backlog)`);
   if (c.rejected > 0) {
-    const by = Object.entries(c.rejectedByStatus).map(([status, r]) => `${r.count}× ${status === '0' ? 'no answer' : `HTTP ${status}`}: ${r.example.slice(0, 120)}`);
+    const by = Object.entries(c.rejectedByStatus).map(
+      ([status, r]) => `${r.count}× ${status === '0' ? 'no answer' : `HTTP ${status}`}: ${r.example.slice(0, 120)}`,
+    );
     why.push(`${c.rejected} rejected (${by.join('; ')})`);
   }
   if (lost > 0) why.push(`${lost} accepted but not completed`);

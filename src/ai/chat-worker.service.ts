@@ -223,7 +223,12 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     const signal = task.controller.signal;
     const decoded = decodeCommand(entry.fields);
     if (!decoded.ok) {
-      await this.bus.deadLetter({ stream: STREAMS.incoming, entryId: entry.id, reason: `malformed command: ${decoded.reason}`, fields: entry.fields });
+      await this.bus.deadLetter({
+        stream: STREAMS.incoming,
+        entryId: entry.id,
+        reason: `malformed command: ${decoded.reason}`,
+        fields: entry.fields,
+      });
       this.metrics.deadLetters.inc();
       await this.group.ack(entry.id);
       return;

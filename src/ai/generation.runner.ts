@@ -70,7 +70,10 @@ export class GenerationRunner {
     // none is held between reads.
     const read = async (): Promise<TurnState> => {
       slot.release = slots.tryAcquire();
-      const state = await this.history.turn(ref.sessionId, ref.messageId, { start: slot.release !== null && !signal.aborted, announcedOnly: true });
+      const state = await this.history.turn(ref.sessionId, ref.messageId, {
+        start: slot.release !== null && !signal.aborted,
+        announcedOnly: true,
+      });
       if (state.started === null) {
         slot.release?.();
         slot.release = null;
@@ -114,7 +117,10 @@ export class GenerationRunner {
   private async untilAnnounced(signal: AbortSignal, first: TurnState, read: () => Promise<TurnState>): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;
     const enough = (state: TurnState) =>
-      state.started !== null || (state.status !== null && (state.userAnnounced || isFinal(state.status))) || signal.aborted || Date.now() > deadline;
+      state.started !== null ||
+      (state.status !== null && (state.userAnnounced || isFinal(state.status))) ||
+      signal.aborted ||
+      Date.now() > deadline;
     let state = first;
     for (let poll = 0; !enough(state); poll++) {
       // The API's mark is normally already on its way (it is written as soon as the command is
@@ -197,7 +203,9 @@ export class GenerationRunner {
         if (signal.aborted) return this.stopped(ref, signal, partial);
         const failure = toGenerationError(err);
         if (failure.transient && retry < MAX_RETRIES) {
-          this.logger.warn(about(ref, `attempt ${attempt} failed (${failure.code}), retrying: ${failure.message}`, { attempt, code: failure.code }));
+          this.logger.warn(
+            about(ref, `attempt ${attempt} failed (${failure.code}), retrying: ${failure.message}`, { attempt, code: failure.code }),
+          );
           await sleep(RETRY_BACKOFF_MS[retry] ?? 2000, signal);
           if (signal.aborted) return this.stopped(ref, signal, EMPTY);
           attempt++;
@@ -350,19 +358,26 @@ export class GenerationRunner {
     };
     const { firstTokenTimeoutMs, totalTimeoutMs } = this.config.ai;
     let firstTokenTimer: NodeJS.Timeout | null = setTimeout(
-      expire(() => new GenerationError('first_token_timeout', `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`, true)),
+      expire(
+        () =>
+          new GenerationError(
+            'first_token_timeout',
+            `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`,
+            true,
+          ),
+      ),
       firstTokenTimeoutMs,
     );
     const totalTimer = setTimeout(
-      expire(() => new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false)),
+      expire(
+        () => new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false),
+      ),
       totalTimeoutMs,
     );
     const batcher = new DeltaBatcher(async (kind, delta) => {
       await startedEvent;
       const eventId = await this.bus.publishEvent(
-        kind === 'thinking'
-          ? { type: 'chat.thinking', payload: { ...ref, delta } }
-          : { type: 'chat.delta', payload: { ...ref, delta } },
+        kind === 'thinking' ? { type: 'chat.thinking', payload: { ...ref, delta } } : { type: 'chat.delta', payload: { ...ref, delta } },
       );
       await progress.published(kind, delta, eventId);
     }, this.config.worker.deltaCoalesceMs);

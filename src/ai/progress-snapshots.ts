@@ -32,13 +32,15 @@ export class ProgressSnapshots {
    * answer (a Redis outage fails the delta publishes anyway; a failed chat.started fails the attempt).
    */
   begin(): void {
-    this.first = this.startedEventId.then((eventId) => {
-      this.lastEventId ??= eventId;
-      return this.save();
-    }).catch((err: unknown) => {
-      this.savedAt = 0; // try again with the next delta
-      logger.warn(about(this.ref, `progress snapshot not saved: ${(err as Error).message}`));
-    });
+    this.first = this.startedEventId
+      .then((eventId) => {
+        this.lastEventId ??= eventId;
+        return this.save();
+      })
+      .catch((err: unknown) => {
+        this.savedAt = 0; // try again with the next delta
+        logger.warn(about(this.ref, `progress snapshot not saved: ${(err as Error).message}`));
+      });
   }
 
   /** Waits for the first save to be done (or to have failed). */

@@ -12,7 +12,9 @@ export interface ErrorBody {
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'MaxRetriesPerRequestError') return true;
-  return /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries/i.test(err.message);
+  return /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries/i.test(
+    err.message,
+  );
 }
 
 const REASONS: Record<number, string> = {
@@ -34,7 +36,8 @@ const REASONS: Record<number, string> = {
 function requestParseProblem(err: unknown): ErrorBody | null {
   const source = err instanceof HttpException ? err.cause : err;
   const status = (source as { status?: unknown } | null)?.status;
-  if (!(source instanceof Error) || source instanceof HttpException || typeof status !== 'number' || status < 400 || status >= 500) return null;
+  if (!(source instanceof Error) || source instanceof HttpException || typeof status !== 'number' || status < 400 || status >= 500)
+    return null;
   const type = (source as { type?: unknown }).type;
   const message =
     type === 'entity.parse.failed' || source instanceof SyntaxError
@@ -84,7 +87,7 @@ export class HttpErrorsFilter implements ExceptionFilter {
     if (host.getType() !== 'http') return;
     const body = toErrorBody(err);
     if (body.statusCode >= 500) {
-      const detail = err instanceof Error ? err.stack ?? err.message : String(err);
+      const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
       if (body.statusCode === 503) this.logger.warn(`503: ${err instanceof Error ? err.message : String(err)}`);
       else this.logger.error(detail);
     }

@@ -56,7 +56,7 @@ describe('ShutdownDeadline', () => {
     expect(proc.exits).toEqual([1]);
   });
 
-  it('never keeps the process alive: the timer is unref\'d', () => {
+  it("never keeps the process alive: the timer is unref'd", () => {
     const { proc } = deadline();
     proc.on('SIGTERM', nestListener);
     const setTimer = jest.spyOn(global, 'setTimeout');

@@ -73,7 +73,9 @@ export class ShutdownDeadline implements OnModuleInit, OnApplicationShutdown {
     if (this.armed) return;
     const ms = this.deadlineMs;
     this.armed = setTimeout(() => {
-      this.logger.error(`shutdown still not finished ${ms} ms after ${signal} (SHUTDOWN_GRACE_MS + ${SHUTDOWN_DEADLINE_MARGIN_MS} ms): exiting now`);
+      this.logger.error(
+        `shutdown still not finished ${ms} ms after ${signal} (SHUTDOWN_GRACE_MS + ${SHUTDOWN_DEADLINE_MARGIN_MS} ms): exiting now`,
+      );
       this.control.exit(1);
     }, ms);
     // Never the reason the process stays alive: a shutdown that finishes exits at once.

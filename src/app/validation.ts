@@ -59,7 +59,7 @@ class StrictValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     // Only for bodies bound to a DTO class; untyped bodies (socket handlers validate their own) pass.
     const typed = metadata.type === 'body' && metadata.metatype !== undefined && metadata.metatype !== Object;
-    const problem = typed ? shapeProblem(value) ?? hiddenKeyProblem(value) : null;
+    const problem = typed ? (shapeProblem(value) ?? hiddenKeyProblem(value)) : null;
     if (problem) throw new BadRequestException(problem);
     return super.transform(value, metadata);
   }

@@ -11,7 +11,10 @@ describe('bearerToken', () => {
     expect(bearerToken(header)).toBe(token);
   });
 
-  it.each([[undefined], [''], ['Bearer'], ['Bearer   '], ['Bearerabc'], ['Basic abc'], ['abc'], [['Bearer abc']]])('%j → null', (header) => {
-    expect(bearerToken(header)).toBeNull();
-  });
+  it.each([[undefined], [''], ['Bearer'], ['Bearer   '], ['Bearerabc'], ['Basic abc'], ['abc'], [['Bearer abc']]])(
+    '%j → null',
+    (header) => {
+      expect(bearerToken(header)).toBeNull();
+    },
+  );
 });

@@ -111,7 +111,8 @@ export class SessionTokens {
     const created = await this.redis.commands.set(GLOBAL_KEYS.authSecret, candidate, 'NX');
     const shared = await this.redis.commands.get(GLOBAL_KEYS.authSecret);
     if (!shared) throw new Error('session secret missing in Redis');
-    if (created === 'OK') this.logger.log(previous ? 'restored the shared session-token secret in Redis' : 'created the shared session-token secret in Redis');
+    if (created === 'OK')
+      this.logger.log(previous ? 'restored the shared session-token secret in Redis' : 'created the shared session-token secret in Redis');
     return Buffer.from(shared);
   }
 }

@@ -1,4 +1,15 @@
-import { BadRequestException, BeforeApplicationShutdown, Controller, Get, Headers, Param, Query, Req, Res, UseGuards } from '@nestjs/common';
+import {
+  BadRequestException,
+  BeforeApplicationShutdown,
+  Controller,
+  Get,
+  Headers,
+  Param,
+  Query,
+  Req,
+  Res,
+  UseGuards,
+} from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { AllowQueryToken } from '../auth/allow-query-token.decorator';
@@ -31,7 +42,7 @@ export class ChatEventsController implements BeforeApplicationShutdown {
   @Get(':sessionId/events')
   @AllowQueryToken()
   @ApiOperation({
-    summary: 'The session\'s events as server-sent events',
+    summary: "The session's events as server-sent events",
     description:
       'Each frame: `id:` the eventId, `event:` the event name, `data:` the JSON payload. Resumes after the standard ' +
       '`Last-Event-ID` header (or `lastEventId` query). EventSource cannot send headers: pass the token as `?token=`. ' +
@@ -50,7 +61,8 @@ export class ChatEventsController implements BeforeApplicationShutdown {
     @Res() res: Response,
   ): Promise<void> {
     const lastEventId = header ?? query ?? null;
-    if (lastEventId !== null && !isStreamId(lastEventId)) throw new BadRequestException('Last-Event-ID must be an event id such as 1732531200000-0');
+    if (lastEventId !== null && !isStreamId(lastEventId))
+      throw new BadRequestException('Last-Event-ID must be an event id such as 1732531200000-0');
     // Streams ended at shutdown reconnect at once, maybe to this process again: refused here, they
     // go elsewhere instead of holding the HTTP server's close.
     if (this.stopping) throw new RetryLaterException(503, 'this server is shutting down; reconnect', 2);

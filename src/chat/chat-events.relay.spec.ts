@@ -61,14 +61,23 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
       const fromIndex = index - 1 - (index % 3);
       const resumer = { from: delivered[fromIndex].eventId, fromIndex, got: [] as string[] };
       resumers.push(resumer);
-      opening.push(resumable.open(sessionId, resumer.from, { deliver: (e) => resumer.got.push(deltaOf(e)), resync: () => resumer.got.push('(resync)') }));
+      opening.push(
+        resumable.open(sessionId, resumer.from, {
+          deliver: (e) => resumer.got.push(deltaOf(e)),
+          resync: () => resumer.got.push('(resync)'),
+        }),
+      );
     });
     try {
       for (let i = 0; i < total; i++) {
         void bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId, delta: String(i) } });
         if (i % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
       }
-      await eventually(() => delivered.length, (n) => n === total, 10_000);
+      await eventually(
+        () => delivered.length,
+        (n) => n === total,
+        10_000,
+      );
       const detach = await Promise.all(opening);
       const all = delivered.map(deltaOf);
       expect(all).toEqual(Array.from({ length: total }, (_, i) => String(i)));
@@ -83,7 +92,7 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     }
   });
 
-  it('keeps the text of a deleted conversation\'s message out of the log, off the wire and out of chat:outgoing; its final event becomes chat.cancelled', async () => {
+  it("keeps the text of a deleted conversation's message out of the log, off the wire and out of chat:outgoing; its final event becomes chat.cancelled", async () => {
     const sessionId = `s-${randomUUID()}`;
     const kept = randomUUID();
     const deleted = randomUUID();
@@ -103,7 +112,11 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
           payload: { sessionId, messageId: deleted, content: 'SECRET-2', usage: { promptTokens: 1, completionTokens: 1 } },
         }),
       };
-      await eventually(() => delivered.length, (n) => n === 2, 5_000);
+      await eventually(
+        () => delivered.length,
+        (n) => n === 2,
+        5_000,
+      );
       expect(delivered).toEqual([
         expect.objectContaining({ type: 'chat.delta', eventId: ids.keptDelta }),
         { type: 'chat.cancelled', payload: { sessionId, messageId: deleted }, eventId: ids.deletedCompleted },
@@ -139,8 +152,15 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     const delivered: DeliveredEvent[] = [];
     const stop = hub.subscribe(sessionId, (event) => delivered.push(event));
     try {
-      const id = await bus.publishEvent({ type: 'chat.completed', payload: { sessionId, messageId: trimmed, content: 'kept', usage: { promptTokens: 1, completionTokens: 1 } } });
-      await eventually(() => delivered.length, (n) => n === 1, 5_000);
+      const id = await bus.publishEvent({
+        type: 'chat.completed',
+        payload: { sessionId, messageId: trimmed, content: 'kept', usage: { promptTokens: 1, completionTokens: 1 } },
+      });
+      await eventually(
+        () => delivered.length,
+        (n) => n === 1,
+        5_000,
+      );
       expect(delivered[0].eventId).toBe(id);
       expect((await redis.xrange(sessionKeys(sessionId).events, '-', '+')).map(([entryId]) => entryId)).toEqual([id]);
     } finally {

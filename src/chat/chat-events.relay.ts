@@ -85,7 +85,11 @@ export class ChatEventsRelay {
       if (fate === 'dropped') continue;
       const event: DeliveredEvent =
         fate === 'replaced'
-          ? { type: 'chat.cancelled', payload: { sessionId: original.payload.sessionId, messageId: original.payload.messageId }, eventId: original.eventId }
+          ? {
+              type: 'chat.cancelled',
+              payload: { sessionId: original.payload.sessionId, messageId: original.payload.messageId },
+              eventId: original.eventId,
+            }
           : original;
       try {
         sink(event);

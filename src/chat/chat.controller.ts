@@ -39,7 +39,7 @@ export class ChatController {
   @ApiOperation({
     summary: 'Send a message',
     description:
-      'Queues the message for an AI worker. The answer streams to the session\'s Socket.IO room (namespace /chat) ' +
+      "Queues the message for an AI worker. The answer streams to the session's Socket.IO room (namespace /chat) " +
       'as chat.started, chat.thinking, chat.delta and finally chat.completed, chat.failed or chat.cancelled.',
   })
   @ApiAcceptedResponse({ type: SendMessageResponseDto })

@@ -58,7 +58,8 @@ export function resyncPayload(sessionId: string): ResyncPayload {
   return {
     sessionId,
     reason: 'events_expired',
-    message: 'Some events after your lastEventId are no longer kept: reload GET /chat/:sessionId/history, then resume from its lastEventId.',
+    message:
+      'Some events after your lastEventId are no longer kept: reload GET /chat/:sessionId/history, then resume from its lastEventId.',
   };
 }
 
@@ -68,7 +69,9 @@ export function resyncPayload(sessionId: string): ResyncPayload {
  * its session's room, or, when it resumes from a lastEventId, through the session hub.
  */
 @WebSocketGateway({ namespace: '/chat' })
-export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, BeforeApplicationShutdown, OnApplicationShutdown {
+export class ChatGateway
+  implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, BeforeApplicationShutdown, OnApplicationShutdown
+{
   private readonly logger = new Logger(ChatGateway.name);
   private stopping = false;
   /** Engine.io connections that have (or are opening) a /chat socket. */

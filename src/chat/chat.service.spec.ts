@@ -25,7 +25,14 @@ describe('ChatService.send (real Redis)', () => {
     history = new ChatHistoryStore(connections, config);
     // The limits are not under test here (they have their own e2e tests): let every send through.
     const noLimits = { check: () => Promise.resolve() } as unknown as SendLimits;
-    chat = new ChatService(new EventBus(connections, config), history, config, noLimits, new SessionEventLog(connections), new Metrics(connections));
+    chat = new ChatService(
+      new EventBus(connections, config),
+      history,
+      config,
+      noLimits,
+      new SessionEventLog(connections),
+      new Metrics(connections),
+    );
   });
 
   afterAll(async () => {
@@ -34,7 +41,9 @@ describe('ChatService.send (real Redis)', () => {
   });
 
   const userMessages = async (sessionId: string) =>
-    (await redis.xrange(STREAMS.outgoing, '-', '+')).filter(([, fields]) => fields.join(' ').includes(sessionId) && fields.join(' ').includes('chat.user_message'));
+    (await redis.xrange(STREAMS.outgoing, '-', '+')).filter(
+      ([, fields]) => fields.join(' ').includes(sessionId) && fields.join(' ').includes('chat.user_message'),
+    );
 
   it('queues the command, stores the entry, announces chat.user_message and marks it announced', async () => {
     const sent = await chat.send({ sessionId: 's-ok', content: 'hello' });

@@ -1,4 +1,11 @@
-import { BadRequestException, Injectable, Logger, NotFoundException, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
+import {
+  BadRequestException,
+  Injectable,
+  Logger,
+  NotFoundException,
+  ServiceUnavailableException,
+  UnauthorizedException,
+} from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { allWritten } from '../event-bus/all-written';
@@ -185,6 +192,9 @@ export class ChatService {
     }
     await this.bus.deleteEvents(eventIds);
     const deadLetters = await this.bus.deleteDeadLetters(sessionId);
-    this.logger.log({ msg: `cleared: ${eventIds.length} event(s), ${deadLetters} dead letter(s), ${unfinished.length} unfinished message(s) cancelled`, sessionId });
+    this.logger.log({
+      msg: `cleared: ${eventIds.length} event(s), ${deadLetters} dead letter(s), ${unfinished.length} unfinished message(s) cancelled`,
+      sessionId,
+    });
   }
 }

@@ -27,9 +27,15 @@ export class SessionsController {
 
   @Post()
   @HttpCode(201)
-  @ApiOperation({ summary: 'Start a chat session', description: 'Returns a new session id and the token that grants access to it, with its expiry.' })
+  @ApiOperation({
+    summary: 'Start a chat session',
+    description: 'Returns a new session id and the token that grants access to it, with its expiry.',
+  })
   @ApiCreatedResponse({ type: SessionTokenResponseDto })
-  @ApiTooManyRequestsResponse({ description: 'Too many new sessions from this address this minute; see Retry-After', type: ErrorResponseDto })
+  @ApiTooManyRequestsResponse({
+    description: 'Too many new sessions from this address this minute; see Retry-After',
+    type: ErrorResponseDto,
+  })
   async create(@Ip() address: string | undefined): Promise<SessionTokenResponseDto> {
     await this.limit.check(address);
     const sessionId = randomUUID();

@@ -59,7 +59,9 @@ export class AppConfig {
     this.http = {
       port: env.PORT,
       corsOrigins: env.CORS_ORIGINS
-        ? env.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
+        ? env.CORS_ORIGINS.split(',')
+            .map((o) => o.trim())
+            .filter(Boolean)
         : null,
       trustProxy: compileTrustProxy(env.TRUST_PROXY),
       docsEnabled: env.DOCS_ENABLED,
@@ -87,7 +89,10 @@ export class AppConfig {
     this.auth = {
       mode: env.AUTH_MODE,
       sessionSecret: env.SESSION_SECRET ?? null,
-      previousSecrets: (env.SESSION_SECRET_PREVIOUS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+      previousSecrets: (env.SESSION_SECRET_PREVIOUS ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
       tokenTtlSeconds: env.TOKEN_TTL_SECONDS,
     };
     this.limits = {

@@ -61,7 +61,9 @@ describe('validateEnvironment', () => {
   });
 
   it('never prints a secret, and masks URL passwords', () => {
-    expect(() => validateEnvironment({ SESSION_SECRET: 'tiny-secret' })).toThrow(/SESSION_SECRET=\(hidden\): SESSION_SECRET must be at least 16/);
+    expect(() => validateEnvironment({ SESSION_SECRET: 'tiny-secret' })).toThrow(
+      /SESSION_SECRET=\(hidden\): SESSION_SECRET must be at least 16/,
+    );
     expect(() => validateEnvironment({ SESSION_SECRET: 'tiny-secret' })).not.toThrow(/tiny-secret/);
     expect(printableValue('METRICS_TOKEN', 'abc')).toBe('(hidden)');
     expect(maskUrlPassword('redis://user:pa55@host:6379/0')).toBe('redis://user:***@host:6379/0');

@@ -61,59 +61,81 @@ const toInt = ({ value }: { value: unknown }): unknown => {
 };
 
 export const DEFAULT_SYSTEM_PROMPT =
-  'You are a helpful, concise assistant. Answer in the language of the user. ' +
-  'Use Markdown for lists and code.';
+  'You are a helpful, concise assistant. Answer in the language of the user. ' + 'Use Markdown for lists and code.';
 
 /**
  * Every variable the service reads, with its default. This class is the only place that knows
  * environment variable names; the rest of the code receives the typed AppConfig.
  */
 export class Environment {
-  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(65535)
   PORT = 3000;
 
   @Matches(/^rediss?:\/\/\S+$/, { message: 'REDIS_URL must look like redis://host:6379 or rediss://...' })
   REDIS_URL = 'redis://localhost:6379';
 
-  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] }, {
-    message: 'OLLAMA_HOST must be an http(s) URL such as http://localhost:11434',
-  })
+  @IsUrl(
+    { require_tld: false, require_protocol: true, protocols: ['http', 'https'] },
+    {
+      message: 'OLLAMA_HOST must be an http(s) URL such as http://localhost:11434',
+    },
+  )
   OLLAMA_HOST = 'http://localhost:11434';
 
-  @IsString() @IsNotEmpty()
+  @IsString()
+  @IsNotEmpty()
   OLLAMA_MODEL = 'gpt-oss:20b';
 
   @IsIn(['ollama', 'mock'])
   AI_PROVIDER: 'ollama' | 'mock' = 'ollama';
 
-  @Transform(toBoolean) @IsBoolean()
+  @Transform(toBoolean)
+  @IsBoolean()
   WORKER_ENABLED = true;
 
-  @Transform(toInt) @IsInt() @Min(1) @Max(256)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(256)
   WORKER_CONCURRENCY = 4;
 
   @IsIn(['token', 'none'])
   AUTH_MODE: 'token' | 'none' = 'token';
 
-  @IsOptional() @IsString() @MinLength(16, { message: 'SESSION_SECRET must be at least 16 characters' })
+  @IsOptional()
+  @IsString()
+  @MinLength(16, { message: 'SESSION_SECRET must be at least 16 characters' })
   SESSION_SECRET?: string;
 
-  @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
   MAX_MESSAGE_CHARS = 16000;
 
   @IsString()
   SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT;
 
-  @Transform(toInt) @IsInt() @Min(0)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   RATE_LIMIT_SESSION_PER_MINUTE = 30;
 
-  @Transform(toInt) @IsInt() @Min(0)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   RATE_LIMIT_IP_PER_MINUTE = 120;
 
-  @Transform(toInt) @IsInt() @Min(1)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
   MAX_BACKLOG = 10000;
 
-  @IsOptional() @IsString()
+  @IsOptional()
+  @IsString()
   CORS_ORIGINS?: string;
 
   @IsIn(['debug', 'info', 'warn', 'error'])
@@ -121,7 +143,8 @@ export class Environment {
 
   // ---- extensions beyond the contract ----
 
-  @IsOptional() @IsString()
+  @IsOptional()
+  @IsString()
   NODE_ENV?: string;
 
   /**
@@ -129,7 +152,9 @@ export class Environment {
    * subnets such as `loopback, 10.0.0.0/8`), so per-address limits see the client, not the proxy.
    * Unset or `false`: the connecting peer. Checked by compiling it (see client-address.ts).
    */
-  @IsOptional() @IsString() @Validate(TrustProxyRule)
+  @IsOptional()
+  @IsString()
+  @Validate(TrustProxyRule)
   TRUST_PROXY?: string;
 
   /**
@@ -137,102 +162,153 @@ export class Environment {
    * they expire), new tokens are signed with SESSION_SECRET. For rotating the secret without
    * logging everyone out.
    */
-  @IsOptional() @IsString() @Validate(PreviousSecretsRule)
+  @IsOptional()
+  @IsString()
+  @Validate(PreviousSecretsRule)
   SESSION_SECRET_PREVIOUS?: string;
 
   /** A session token is valid this long after it was issued; POST /sessions/:id/token issues a fresh one. */
-  @Transform(toInt) @IsInt() @Min(60)
+  @Transform(toInt)
+  @IsInt()
+  @Min(60)
   TOKEN_TTL_SECONDS = 30 * 24 * 3600;
 
   /** Sessions one client address may create per minute (POST /sessions); 0 turns the limit off. */
-  @Transform(toInt) @IsInt() @Min(0)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   RATE_LIMIT_NEW_SESSIONS_PER_MINUTE = 30;
 
   /** Open event connections (Socket.IO, SSE, plain WebSocket) of one session on one API process; 0 = no cap. */
-  @Transform(toInt) @IsInt() @Min(0)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   MAX_CONNECTIONS_PER_SESSION = 20;
 
   /** Open connections (Socket.IO, SSE, plain WebSocket, authenticated or not) from one address on one API process; 0 = no cap. */
-  @Transform(toInt) @IsInt() @Min(0)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   MAX_CONNECTIONS_PER_ADDRESS = 200;
 
   /** Events one socket may send per minute (Socket.IO and plain WebSocket; every event counts). */
-  @Transform(toInt) @IsInt() @Min(1)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
   SOCKET_EVENTS_PER_MINUTE = 120;
 
   /** Events one socket may send in a burst before SOCKET_EVENTS_PER_MINUTE applies. */
-  @Transform(toInt) @IsInt() @Min(1)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
   SOCKET_EVENT_BURST = 20;
 
   /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
-  @IsOptional() @IsString() @MinLength(16, { message: 'METRICS_TOKEN must be at least 16 characters' })
+  @IsOptional()
+  @IsString()
+  @MinLength(16, { message: 'METRICS_TOKEN must be at least 16 characters' })
   METRICS_TOKEN?: string;
 
   /** Serve Swagger UI at /docs and the OpenAPI document at /docs-json. */
-  @Transform(toBoolean) @IsBoolean()
+  @Transform(toBoolean)
+  @IsBoolean()
   DOCS_ENABLED = true;
 
   /** GET /health names each dependency's details (Ollama address, model list): for operators on a private network. */
-  @Transform(toBoolean) @IsBoolean()
+  @Transform(toBoolean)
+  @IsBoolean()
   HEALTH_DETAILS = false;
 
   /** `json` (one object per line) or `pretty` (needs the pino-pretty dev dependency). Default: pretty on a terminal outside production. */
-  @IsOptional() @IsIn(['json', 'pretty'])
+  @IsOptional()
+  @IsIn(['json', 'pretty'])
   LOG_FORMAT?: 'json' | 'pretty';
 
   /** A standalone worker serves Prometheus metrics on this port (0 = off); API processes serve /metrics. */
-  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(65535)
   WORKER_METRICS_PORT = 0;
 
   /** Messages (user + assistant) of a session kept in Redis; older ones are dropped. */
-  @Transform(toInt) @IsInt() @Min(2) @Max(10_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(2)
+  @Max(10_000)
   HISTORY_MAX_MESSAGES = 200;
 
   /** Messages of earlier turns sent to the model as context. */
-  @Transform(toInt) @IsInt() @Min(0) @Max(10_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(10_000)
   CONTEXT_MAX_MESSAGES = 40;
 
   /** A session's history expires this long after its last write. */
-  @Transform(toInt) @IsInt() @Min(60)
+  @Transform(toInt)
+  @IsInt()
+  @Min(60)
   HISTORY_TTL_SECONDS = 7 * 24 * 3600;
 
   /** Approximate length bound of chat:incoming / chat:outgoing / chat:dead (XADD MAXLEN ~). */
-  @Transform(toInt) @IsInt() @Min(100)
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
   STREAM_MAX_LEN = 100_000;
 
   /** Events kept per session for resuming (Last-Event-ID / lastEventId); older ones need a history reload. */
-  @Transform(toInt) @IsInt() @Min(100)
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
   SESSION_EVENTS_MAX_LEN = 5000;
 
   /** After the first token, deltas are batched over this window to spare Redis. 0 = one event per chunk. */
-  @Transform(toInt) @IsInt() @Min(0) @Max(1000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(1000)
   DELTA_COALESCE_MS = 30;
 
   /** No first token from the model within this time fails the generation (model load included). */
-  @Transform(toInt) @IsInt() @Min(100)
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
   OLLAMA_FIRST_TOKEN_TIMEOUT_MS = 120_000;
 
   /** A whole generation longer than this fails. */
-  @Transform(toInt) @IsInt() @Min(100)
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
   OLLAMA_TIMEOUT_MS = 600_000;
 
   /** Delay between tokens of the mock provider. */
-  @Transform(toInt) @IsInt() @Min(0) @Max(10_000)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(10_000)
   MOCK_TOKEN_DELAY_MS = 25;
 
   /**
    * A command whose worker has not shown life for this long (crashed, killed, partitioned) is
    * claimed by another worker. Live generations refresh their claim every third of it.
    */
-  @Transform(toInt) @IsInt() @Min(200)
+  @Transform(toInt)
+  @IsInt()
+  @Min(200)
   WORKER_CLAIM_IDLE_MS = 30_000;
 
   /** A message delivered this many times without an outcome (it keeps killing workers) is dead-lettered. */
-  @Transform(toInt) @IsInt() @Min(1) @Max(100)
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
   WORKER_MAX_DELIVERIES = 3;
 
   /** On SIGTERM, in-flight generations get this long to finish before they are left to another worker. */
-  @Transform(toInt) @IsInt() @Min(0)
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
   SHUTDOWN_GRACE_MS = 10_000;
 }
 

@@ -135,13 +135,20 @@ type Check = (v: unknown) => string | null;
 const str: Check = (v) => (typeof v === 'string' ? null : 'must be a string');
 const id: Check = (v) => (isValidId(v) ? null : 'must be an id');
 const posInt: Check = (v) => (Number.isInteger(v) && (v as number) >= 0 ? null : 'must be a non-negative integer');
-const optional = (c: Check): Check => (v) => (v === undefined ? null : c(v));
-const oneOf = (values: readonly string[]): Check => (v) =>
-  typeof v === 'string' && values.includes(v) ? null : `must be one of ${values.join(', ')}`;
-const object = (shape: Record<string, Check>): Check => (v) => {
-  if (typeof v !== 'object' || v === null) return 'must be an object';
-  return checkShape(v as Record<string, unknown>, shape);
-};
+const optional =
+  (c: Check): Check =>
+  (v) =>
+    v === undefined ? null : c(v);
+const oneOf =
+  (values: readonly string[]): Check =>
+  (v) =>
+    typeof v === 'string' && values.includes(v) ? null : `must be one of ${values.join(', ')}`;
+const object =
+  (shape: Record<string, Check>): Check =>
+  (v) => {
+    if (typeof v !== 'object' || v === null) return 'must be an object';
+    return checkShape(v as Record<string, unknown>, shape);
+  };
 
 function checkShape(data: Record<string, unknown>, shape: Record<string, Check>): string | null {
   for (const [field, check] of Object.entries(shape)) {

@@ -167,7 +167,15 @@ export class EventBus {
       for (const entry of list) {
         const required = entry.textOf === null ? '' : userPartField(entry.textOf);
         const replacement = entry.finalReplacement ?? [];
-        const args = [this.config.redis.sessionEventsMaxLen, entry.eventId, required, ttl, replacement.length, ...replacement, ...entry.fields];
+        const args = [
+          this.config.redis.sessionEventsMaxLen,
+          entry.eventId,
+          required,
+          ttl,
+          replacement.length,
+          ...replacement,
+          ...entry.fields,
+        ];
         const copy = LOG_COPY.run(redis, [keys.events, keys.messages, keys.deleted], args).then((copied) => {
           if (copied === 0) refused.set(entry.eventId, 'dropped');
           else if (copied === 3) refused.set(entry.eventId, 'replaced');

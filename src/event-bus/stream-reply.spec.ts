@@ -21,14 +21,26 @@ describe('stream-reply', () => {
     it.each(['0-0', '1-0', '1700000000000-12', '18446744073709551615-18446744073709551615'])('accepts %j', (id) => {
       expect(isStreamId(id)).toBe(true);
     });
-    it.each([['', ''], ['no seq', '123'], ['star', '123-*'], ['dollar', '$'], ['gt', '>'], ['neg', '-1-0'], ['spaces', ' 1-0'],
-      ['trailing nl', '1-0\n'], ['three parts', '1-2-3'], ['letters', 'a-b'],
-      ['23 digits (beyond 64 bits)', '12345678901234567890123-0'], ['2^64 ms', '18446744073709551616-0'], ['2^64 seq', '0-18446744073709551616'], ['number', 1], ['null', null], ['array', ['1-0']]] as [string, unknown][])(
-      'rejects %s',
-      (_name, id) => {
-        expect(isStreamId(id)).toBe(false);
-      },
-    );
+    it.each([
+      ['', ''],
+      ['no seq', '123'],
+      ['star', '123-*'],
+      ['dollar', '$'],
+      ['gt', '>'],
+      ['neg', '-1-0'],
+      ['spaces', ' 1-0'],
+      ['trailing nl', '1-0\n'],
+      ['three parts', '1-2-3'],
+      ['letters', 'a-b'],
+      ['23 digits (beyond 64 bits)', '12345678901234567890123-0'],
+      ['2^64 ms', '18446744073709551616-0'],
+      ['2^64 seq', '0-18446744073709551616'],
+      ['number', 1],
+      ['null', null],
+      ['array', ['1-0']],
+    ] as [string, unknown][])('rejects %s', (_name, id) => {
+      expect(isStreamId(id)).toBe(false);
+    });
   });
 
   describe('compareStreamIds', () => {
@@ -76,7 +88,15 @@ describe('stream-reply', () => {
 
   describe('parseReadReply', () => {
     it('reads an XREAD/XREADGROUP reply for one stream', () => {
-      const reply = [['chat:outgoing', [['1700000000000-0', F1], ['1700000000000-1', F2]]]];
+      const reply = [
+        [
+          'chat:outgoing',
+          [
+            ['1700000000000-0', F1],
+            ['1700000000000-1', F2],
+          ],
+        ],
+      ];
       expect(parseReadReply(reply)).toEqual<StreamEntry[]>([
         { id: '1700000000000-0', fields: F1 },
         { id: '1700000000000-1', fields: F2 },
@@ -84,7 +104,15 @@ describe('stream-reply', () => {
     });
 
     it('keeps an entry with a null field list (deleted while pending) with no fields', () => {
-      const reply = [['chat:incoming', [['1-0', null], ['2-0', F1]]]];
+      const reply = [
+        [
+          'chat:incoming',
+          [
+            ['1-0', null],
+            ['2-0', F1],
+          ],
+        ],
+      ];
       expect(parseReadReply(reply)).toEqual([
         { id: '1-0', fields: [] },
         { id: '2-0', fields: F1 },
@@ -117,19 +145,7 @@ describe('stream-reply', () => {
 
     it('skips malformed entries but keeps good ones', () => {
       const reply = [
-        [
-          'k',
-          [
-            null,
-            'x',
-            ['not-an-id', F1],
-            [123, F1],
-            [],
-            ['3-0', F1],
-            ['4-0', 'fields as a string'],
-            ['5-0', ['a', 7, 'b', null, 'c']],
-          ],
-        ],
+        ['k', [null, 'x', ['not-an-id', F1], [123, F1], [], ['3-0', F1], ['4-0', 'fields as a string'], ['5-0', ['a', 7, 'b', null, 'c']]]],
       ];
       expect(parseReadReply(reply)).toEqual([
         { id: '3-0', fields: F1 },
@@ -148,14 +164,24 @@ describe('stream-reply', () => {
 
   describe('parseRangeReply', () => {
     it('reads an XRANGE reply', () => {
-      expect(parseRangeReply([['1-0', F1], ['1-1', F2]])).toEqual([
+      expect(
+        parseRangeReply([
+          ['1-0', F1],
+          ['1-1', F2],
+        ]),
+      ).toEqual([
         { id: '1-0', fields: F1 },
         { id: '1-1', fields: F2 },
       ]);
     });
 
     it('keeps the order of an XREVRANGE reply', () => {
-      expect(parseRangeReply([['9-0', F2], ['1-0', F1]]).map((e) => e.id)).toEqual(['9-0', '1-0']);
+      expect(
+        parseRangeReply([
+          ['9-0', F2],
+          ['1-0', F1],
+        ]).map((e) => e.id),
+      ).toEqual(['9-0', '1-0']);
     });
 
     it('maps a null field list to []', () => {
@@ -173,7 +199,14 @@ describe('stream-reply', () => {
 
   describe('parseAutoClaimReply', () => {
     it('reads a Redis 7 reply with deleted ids', () => {
-      const reply = ['1700000000005-0', [['1700000000001-0', F1], ['1700000000002-0', null]], ['1700000000003-0']];
+      const reply = [
+        '1700000000005-0',
+        [
+          ['1700000000001-0', F1],
+          ['1700000000002-0', null],
+        ],
+        ['1700000000003-0'],
+      ];
       expect(parseAutoClaimReply(reply)).toEqual({
         cursor: '1700000000005-0',
         entries: [

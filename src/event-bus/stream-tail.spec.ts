@@ -48,18 +48,33 @@ describe('StreamTail (real Redis)', () => {
     tail.start();
     try {
       // The tail starts from the stream's newest entry: wait until it is blocked reading.
-      await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+      await eventually(
+        () => tailClient(stream),
+        (line) => /flags=b/.test(line ?? ''),
+      );
       await redis.xadd(stream, '*', 'n', '1');
-      await eventually(() => calls, (n) => n === 1);
+      await eventually(
+        () => calls,
+        (n) => n === 1,
+      );
       // While the first batch is still being handled, the next read is already waiting in Redis.
-      await eventually(() => tailClient(stream), (line) => /flags=b.* cmd=xread/.test(line ?? ''));
+      await eventually(
+        () => tailClient(stream),
+        (line) => /flags=b.* cmd=xread/.test(line ?? ''),
+      );
       await redis.xadd(stream, '*', 'n', '2');
       await redis.xadd(stream, '*', 'n', '3');
       // Read (the blocked XREAD returned) but not handed over before the first batch is done.
-      await eventually(() => tailClient(stream), (line) => line !== undefined && !/flags=b/.test(line));
+      await eventually(
+        () => tailClient(stream),
+        (line) => line !== undefined && !/flags=b/.test(line),
+      );
       expect(calls).toBe(1);
       openGate();
-      await eventually(() => seen.join(), (all) => all === '1,2,3');
+      await eventually(
+        () => seen.join(),
+        (all) => all === '1,2,3',
+      );
       expect(mostActive).toBe(1);
     } finally {
       openGate();
@@ -81,14 +96,26 @@ describe('StreamTail (real Redis)', () => {
       }
     });
     tail.start();
-    await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+    await eventually(
+      () => tailClient(stream),
+      (line) => /flags=b/.test(line ?? ''),
+    );
     await redis.xadd(stream, '*', 'n', 'bad');
-    await eventually(() => seen.join(), (all) => all === 'bad');
+    await eventually(
+      () => seen.join(),
+      (all) => all === 'bad',
+    );
     await redis.xadd(stream, '*', 'n', 'slow');
-    await eventually(() => seen.join(), (all) => all === 'bad,slow');
+    await eventually(
+      () => seen.join(),
+      (all) => all === 'bad,slow',
+    );
     await tail.stop();
     expect(finishedLast).toBe(true);
-    await eventually(() => tailClient(stream), (line) => line === undefined);
+    await eventually(
+      () => tailClient(stream),
+      (line) => line === undefined,
+    );
   });
 
   it('hands over a batch read ahead before stop() returns', async () => {
@@ -101,18 +128,33 @@ describe('StreamTail (real Redis)', () => {
       if (seen.length === 1) await gate;
     });
     tail.start();
-    await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+    await eventually(
+      () => tailClient(stream),
+      (line) => /flags=b/.test(line ?? ''),
+    );
     await redis.xadd(stream, '*', 'n', '1');
-    await eventually(() => seen.join(), (all) => all === '1');
-    await eventually(() => tailClient(stream), (line) => /flags=b/.test(line ?? ''));
+    await eventually(
+      () => seen.join(),
+      (all) => all === '1',
+    );
+    await eventually(
+      () => tailClient(stream),
+      (line) => /flags=b/.test(line ?? ''),
+    );
     await redis.xadd(stream, '*', 'n', '2');
     // entry 2 is read (the blocked read returned) while batch 1 is still in hand
-    await eventually(() => tailClient(stream), (line) => line !== undefined && !/flags=b/.test(line));
+    await eventually(
+      () => tailClient(stream),
+      (line) => line !== undefined && !/flags=b/.test(line),
+    );
     const stopped = tail.stop();
     openGate();
     await stopped;
     expect(seen).toEqual(['1', '2']);
-    await eventually(() => tailClient(stream), (line) => line === undefined);
+    await eventually(
+      () => tailClient(stream),
+      (line) => line === undefined,
+    );
   });
 
   it('stop() returns while Redis refuses connections, though the read it queued never settles', async () => {

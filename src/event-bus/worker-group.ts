@@ -56,7 +56,16 @@ export class WorkerGroup {
   /** Blocks up to `blockMs` for at most `count` new commands (on a dedicated connection). */
   async readNew(connection: Redis, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
     const reply: unknown = await connection.xreadgroup(
-      'GROUP', WORKER_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', STREAMS.incoming, '>',
+      'GROUP',
+      WORKER_GROUP,
+      consumer,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'STREAMS',
+      STREAMS.incoming,
+      '>',
     );
     return parseReadReply(reply);
   }
@@ -85,9 +94,7 @@ export class WorkerGroup {
    * trimmed from the stream while pending come back in `lost`: their content is gone.
    */
   async claimStalled(consumer: string, minIdleMs: number, count: number): Promise<{ claimed: ClaimedEntry[]; lost: string[] }> {
-    const reply: unknown = await this.redis.commands.xautoclaim(
-      STREAMS.incoming, WORKER_GROUP, consumer, minIdleMs, '0-0', 'COUNT', count,
-    );
+    const reply: unknown = await this.redis.commands.xautoclaim(STREAMS.incoming, WORKER_GROUP, consumer, minIdleMs, '0-0', 'COUNT', count);
     const { entries, deleted } = parseAutoClaimReply(reply);
     const claimed: ClaimedEntry[] = [];
     for (const entry of entries) claimed.push({ ...entry, deliveries: await this.deliveries(entry.id) });

@@ -20,7 +20,7 @@ export class HealthController {
   @HealthCheck()
   @ApiOperation({
     summary: 'Readiness: 200 when Redis and the AI provider (Ollama reachable, model pulled) are usable, else 503',
-    description: 'Each dependency\'s state and a sentence; internal addresses and model details only with HEALTH_DETAILS=true.',
+    description: "Each dependency's state and a sentence; internal addresses and model details only with HEALTH_DETAILS=true.",
   })
   ready() {
     return this.health.check([() => this.checkRedis(), () => this.checkAi()]);

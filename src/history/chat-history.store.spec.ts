@@ -41,7 +41,10 @@ describe('ChatHistoryStore (real Redis)', () => {
 
   describe('appendUserMessage', () => {
     it('keeps HISTORY_MAX_MESSAGES / 2 turns, dropping only ended and announced ones, and sets the expiry', async () => {
-      const small = new ChatHistoryStore(connections, new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), HISTORY_MAX_MESSAGES: '4' })));
+      const small = new ChatHistoryStore(
+        connections,
+        new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), HISTORY_MAX_MESSAGES: '4' })),
+      );
       const keys = sessionKeys('s-cap');
       const ended = async (id: string) => {
         await small.finish('s-cap', id, 'completed', answer);
@@ -121,7 +124,10 @@ describe('ChatHistoryStore (real Redis)', () => {
       const go = await store.turn('s-go', 'm1', { start: true });
       expect(go).toMatchObject({ ready: true, started: 'started' });
       expect(await store.getStatus('s-go', 'm1')).toBe('streaming');
-      expect((await store.history('s-go')).find((m) => m.messageId === 'm1' && m.role === 'assistant')).toMatchObject({ content: '', status: 'streaming' });
+      expect((await store.history('s-go')).find((m) => m.messageId === 'm1' && m.role === 'assistant')).toMatchObject({
+        content: '',
+        status: 'streaming',
+      });
       // a cancel recorded while it ran refuses a restart (a redelivery), as markStreaming does
       expect(await store.requestCancel('s-go', 'm1')).toBe('signal');
       expect((await store.turn('s-go', 'm1', { start: true })).started).toBe('cancel-requested');
@@ -143,22 +149,48 @@ describe('ChatHistoryStore (real Redis)', () => {
         context: [],
       });
       expect(await store.getStatus('s-poll', 'm1')).toBe('queued');
-      expect(await store.turn('s-poll', 'unknown', { announcedOnly: true })).toEqual({ status: null, userAnnounced: false, ready: null, started: null, context: [] });
+      expect(await store.turn('s-poll', 'unknown', { announcedOnly: true })).toEqual({
+        status: null,
+        userAnnounced: false,
+        ready: null,
+        started: null,
+        context: [],
+      });
       await store.markUserAnnounced('s-poll', 'm1');
-      expect(await store.turn('s-poll', 'm1', { start: true, announcedOnly: true })).toMatchObject({ userAnnounced: true, ready: true, started: 'started' });
+      expect(await store.turn('s-poll', 'm1', { start: true, announcedOnly: true })).toMatchObject({
+        userAnnounced: true,
+        ready: true,
+        started: 'started',
+      });
       await store.finish('s-poll', 'm1', 'completed', answer);
       await store.markAnnounced('s-poll', 'm1', '1-1');
       // an ended message is read in full even without its mark (a redelivery announces its outcome)
       await store.finish('s-poll', 'm2', 'cancelled', answer);
-      expect(await store.turn('s-poll', 'm2', { announcedOnly: true })).toMatchObject({ status: 'cancelled', userAnnounced: false, ready: true });
+      expect(await store.turn('s-poll', 'm2', { announcedOnly: true })).toMatchObject({
+        status: 'cancelled',
+        userAnnounced: false,
+        ready: true,
+      });
     });
 
     it('is ready for the first message and null for one not in the history', async () => {
       await store.appendUserMessage('s-first', 'm1', user('a'));
-      expect(await store.turn('s-first', 'm1')).toEqual({ status: 'queued', userAnnounced: false, ready: true, started: null, context: [] });
+      expect(await store.turn('s-first', 'm1')).toEqual({
+        status: 'queued',
+        userAnnounced: false,
+        ready: true,
+        started: null,
+        context: [],
+      });
       await store.markUserAnnounced('s-first', 'm1');
       expect((await store.turn('s-first', 'm1')).userAnnounced).toBe(true);
-      expect(await store.turn('s-first', 'unknown')).toEqual({ status: null, userAnnounced: false, ready: null, started: null, context: [] });
+      expect(await store.turn('s-first', 'unknown')).toEqual({
+        status: null,
+        userAnnounced: false,
+        ready: null,
+        started: null,
+        context: [],
+      });
     });
 
     it('waits while an earlier message is queued or streaming', async () => {
@@ -186,11 +218,21 @@ describe('ChatHistoryStore (real Redis)', () => {
     });
 
     it('reads long conversations in chunks (more than 1,000 fields) and still finds an open one', async () => {
-      const big = new ChatHistoryStore(connections, new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), HISTORY_MAX_MESSAGES: '2000', CONTEXT_MAX_MESSAGES: '4' })));
+      const big = new ChatHistoryStore(
+        connections,
+        new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), HISTORY_MAX_MESSAGES: '2000', CONTEXT_MAX_MESSAGES: '4' })),
+      );
       const sid = 's-long';
       const ids = Array.from({ length: 700 }, (_, i) => `m${i}`);
       await Promise.all(ids.map((id, i) => big.appendUserMessage(sid, id, user(`q${i}`)))); // one connection: in order
-      await Promise.all(ids.slice(0, 699).flatMap((id, i) => [big.finish(sid, id, 'completed', { ...answer, content: `a${i}` }), big.markAnnounced(sid, id, `${i + 1}-0`)]));
+      await Promise.all(
+        ids
+          .slice(0, 699)
+          .flatMap((id, i) => [
+            big.finish(sid, id, 'completed', { ...answer, content: `a${i}` }),
+            big.markAnnounced(sid, id, `${i + 1}-0`),
+          ]),
+      );
       const last = await big.turn(sid, 'm699');
       expect(last.ready).toBe(true);
       expect(last.context).toEqual([
@@ -213,7 +255,13 @@ describe('ChatHistoryStore (real Redis)', () => {
 
     it('returns the completed exchanges before the message, newest CONTEXT_MAX_MESSAGES kept', async () => {
       const sid = 's-ctx';
-      for (const [id, text] of [['m1', 'one'], ['m2', 'two'], ['m3', 'three'], ['m4', 'four']]) await store.appendUserMessage(sid, id, user(text));
+      for (const [id, text] of [
+        ['m1', 'one'],
+        ['m2', 'two'],
+        ['m3', 'three'],
+        ['m4', 'four'],
+      ])
+        await store.appendUserMessage(sid, id, user(text));
       await store.finish(sid, 'm1', 'completed', { ...answer, content: 'ONE' });
       await store.finish(sid, 'm2', 'failed', { ...answer, content: '', error: { code: 'model_error', message: 'x' } });
       await store.finish(sid, 'm3', 'completed', { ...answer, content: 'THREE' });
@@ -232,7 +280,10 @@ describe('ChatHistoryStore (real Redis)', () => {
       ]);
       expect((await store.turn(sid, 'm1')).context).toEqual([]);
 
-      const three = new ChatHistoryStore(connections, new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), CONTEXT_MAX_MESSAGES: '3' })));
+      const three = new ChatHistoryStore(
+        connections,
+        new AppConfig(validateEnvironment({ REDIS_URL: testRedisUrl(), CONTEXT_MAX_MESSAGES: '3' })),
+      );
       expect((await three.turn(sid, 'm4')).context).toEqual([
         { role: 'assistant', content: 'ONE' },
         { role: 'user', content: 'three' },

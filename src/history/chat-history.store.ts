@@ -317,7 +317,14 @@ export class ChatHistoryStore {
     const result = await CANCEL.run(
       this.redis.commands,
       [keys.messages, keys.order],
-      [field.user(messageId), field.status(messageId), field.assistant(messageId), field.cancel(messageId), JSON.stringify(part), this.config.history.ttlSeconds],
+      [
+        field.user(messageId),
+        field.status(messageId),
+        field.assistant(messageId),
+        field.cancel(messageId),
+        JSON.stringify(part),
+        this.config.history.ttlSeconds,
+      ],
     );
     return result === 'cancelled' || result === 'signal' || result === 'ended' ? result : 'gone';
   }
@@ -378,7 +385,11 @@ export class ChatHistoryStore {
   async remove(sessionId: string, messageId: string): Promise<void> {
     const keys = sessionKeys(sessionId);
     const fields = Object.values(field).map((f) => f(messageId));
-    await this.redis.commands.multi().lrem(keys.order, 0, messageId).hdel(keys.messages, ...fields).exec();
+    await this.redis.commands
+      .multi()
+      .lrem(keys.order, 0, messageId)
+      .hdel(keys.messages, ...fields)
+      .exec();
   }
 
   /** Records that chat.user_message of this message went out. */
@@ -391,9 +402,21 @@ export class ChatHistoryStore {
     return raw === null ? null : parseStatus(raw);
   }
 
-  private transition(sessionId: string, messageId: string, status: 'streaming', part: StoredAssistantPart, mode: 'start'): Promise<StartTransition>;
+  private transition(
+    sessionId: string,
+    messageId: string,
+    status: 'streaming',
+    part: StoredAssistantPart,
+    mode: 'start',
+  ): Promise<StartTransition>;
   private transition(sessionId: string, messageId: string, status: MessageStatus, part: StoredAssistantPart): Promise<Transition>;
-  private async transition(sessionId: string, messageId: string, status: MessageStatus, part: StoredAssistantPart, mode: 'start' | '' = ''): Promise<StartTransition> {
+  private async transition(
+    sessionId: string,
+    messageId: string,
+    status: MessageStatus,
+    part: StoredAssistantPart,
+    mode: 'start' | '' = '',
+  ): Promise<StartTransition> {
     const keys = sessionKeys(sessionId);
     const result = await TRANSITION.run(
       this.redis.commands,
@@ -416,10 +439,7 @@ export class ChatHistoryStore {
   /** The whole retained conversation, oldest first. */
   async history(sessionId: string): Promise<HistoryMessage[]> {
     const keys = sessionKeys(sessionId);
-    const [order, all] = await Promise.all([
-      this.redis.commands.lrange(keys.order, 0, -1),
-      this.redis.commands.hgetall(keys.messages),
-    ]);
+    const [order, all] = await Promise.all([this.redis.commands.lrange(keys.order, 0, -1), this.redis.commands.hgetall(keys.messages)]);
     const messages: HistoryMessage[] = [];
     for (const messageId of order) {
       const user = parseUserPart(all[field.user(messageId)]);

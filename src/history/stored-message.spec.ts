@@ -65,7 +65,10 @@ describe('stored-message', () => {
     });
 
     it('drops unknown fields', () => {
-      expect(parseUserPart(JSON.stringify({ content: 'x', createdAt: AT, role: 'system', extra: 1 }))).toEqual({ content: 'x', createdAt: AT });
+      expect(parseUserPart(JSON.stringify({ content: 'x', createdAt: AT, role: 'system', extra: 1 }))).toEqual({
+        content: 'x',
+        createdAt: AT,
+      });
     });
   });
 
@@ -159,7 +162,9 @@ describe('stored-message', () => {
     });
 
     it('keeps only code and message of an error', () => {
-      const parsed = parseAssistantPart(JSON.stringify({ content: 'x', createdAt: AT, error: { code: 'c', message: 'm', stack: 'at ...' } }));
+      const parsed = parseAssistantPart(
+        JSON.stringify({ content: 'x', createdAt: AT, error: { code: 'c', message: 'm', stack: 'at ...' } }),
+      );
       expect(parsed?.error).toEqual({ code: 'c', message: 'm' });
     });
   });

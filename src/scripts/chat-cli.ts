@@ -68,7 +68,9 @@ async function main(): Promise<void> {
     socket.on('chat.completed', (e: { messageId: string; usage: { promptTokens: number; completionTokens: number } }) => {
       if (e.messageId !== messageId) return;
       const { promptTokens, completionTokens } = e.usage;
-      console.log(`\n\n[completed: ${terminalText(String(promptTokens))} prompt tokens, ${terminalText(String(completionTokens))} completion tokens]`);
+      console.log(
+        `\n\n[completed: ${terminalText(String(promptTokens))} prompt tokens, ${terminalText(String(completionTokens))} completion tokens]`,
+      );
       resolve(0);
     });
     socket.on('chat.failed', (e: { messageId: string; error: { code: string; message: string } }) => {
@@ -82,8 +84,7 @@ async function main(): Promise<void> {
   });
 
   const ack = (await socket.emitWithAck('chat.send', { content, ...(values.think ? { think: values.think } : {}) })) as
-    | { messageId: string }
-    | { error: { message: string } };
+    { messageId: string } | { error: { message: string } };
   if ('error' in ack) throw new Error(ack.error.message);
   messageId = ack.messageId;
   const code = await done;

@@ -39,7 +39,10 @@ interface Progress {
 }
 
 class BarProgress implements Progress {
-  private readonly bar = new SingleBar({ format: ' {status} |{bar}| {percentage}% {done}/{size}', hideCursor: true }, Presets.shades_classic);
+  private readonly bar = new SingleBar(
+    { format: ' {status} |{bar}| {percentage}% {done}/{size}', hideCursor: true },
+    Presets.shades_classic,
+  );
   private current: string | null = null;
 
   layer(digest: string, status: string, completed: number, total: number): void {

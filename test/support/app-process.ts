@@ -39,9 +39,7 @@ export class AppProcess {
   url = '';
 
   private constructor(private readonly child: ChildProcess) {
-    this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal, escalated: this.escalated })),
-    );
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, escalated: this.escalated })));
   }
 
   static async start(options: AppProcessOptions): Promise<AppProcess> {
@@ -50,7 +48,14 @@ export class AppProcess {
       cwd: ROOT,
       // Every test client connects from 127.0.0.1, and a suite makes far more sessions a minute than
       // a person: the new-session rate is off unless a test sets it.
-      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', PORT: '0', LOG_LEVEL: 'info', RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0', ...options.env },
+      env: {
+        PATH: process.env.PATH ?? '',
+        NO_COLOR: '1',
+        PORT: '0',
+        LOG_LEVEL: 'info',
+        RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0',
+        ...options.env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const app = new AppProcess(child).collect();

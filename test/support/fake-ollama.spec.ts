@@ -307,7 +307,10 @@ describe('FakeOllama with the real ollama client', () => {
     it('streams NDJSON by default and rejects malformed bodies with 400', async () => {
       const streamed = await post('/api/chat', JSON.stringify({ model: DEFAULT_MODEL, messages: [user('yo')] }));
       expect(streamed.headers.get('content-type')).toBe('application/x-ndjson');
-      const lines = (await streamed.text()).trim().split('\n').map((line) => JSON.parse(line) as ChatResponse);
+      const lines = (await streamed.text())
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as ChatResponse);
       expect(lines[lines.length - 1].done).toBe(true);
 
       const cases: [string, RegExp][] = [

@@ -137,8 +137,7 @@ const MODEL_INFO = {
 const CAPABILITIES = ['completion', 'tools', 'thinking'];
 
 /** A shortened harmony template: enough for code that only checks it is present. */
-const TEMPLATE =
-  '{{- range .Messages }}<|start|>{{ .Role }}<|message|>{{ .Content }}<|end|>{{ end -}}<|start|>assistant';
+const TEMPLATE = '{{- range .Messages }}<|start|>{{ .Role }}<|message|>{{ .Content }}<|end|>{{ end -}}<|start|>assistant';
 
 /** Layer sizes of a real gpt-oss:20b pull: weights, template, license, params... */
 const PULL_LAYER_SIZES = [13_780_154_624, 7_240, 11_353, 18, 489];
@@ -221,9 +220,7 @@ function firstFault(script: ChatScript, chunkCount: number): Fault | undefined {
   const candidates: Fault[] = [];
   if (script.cutAfterChunks !== undefined) candidates.push({ kind: 'cut', afterChunks: script.cutAfterChunks });
   if (script.errorAfterChunks !== undefined) candidates.push({ kind: 'error', afterChunks: script.errorAfterChunks });
-  return candidates
-    .filter((fault) => fault.afterChunks <= chunkCount)
-    .sort((a, b) => a.afterChunks - b.afterChunks)[0];
+  return candidates.filter((fault) => fault.afterChunks <= chunkCount).sort((a, b) => a.afterChunks - b.afterChunks)[0];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,9 +253,7 @@ function usageFields(plan: ReplyPlan, clock: Clock) {
 
 function chunkResponse(model: string, chunk: Chunk) {
   const message =
-    chunk.kind === 'thinking'
-      ? { role: 'assistant', content: '', thinking: chunk.text }
-      : { role: 'assistant', content: chunk.text };
+    chunk.kind === 'thinking' ? { role: 'assistant', content: '', thinking: chunk.text } : { role: 'assistant', content: chunk.text };
   return { model, created_at: new Date().toISOString(), message, done: false };
 }
 
@@ -672,20 +667,12 @@ export class FakeOllama {
 
   /** Resolves with all recorded requests once at least `n` chat requests arrived. */
   waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<RecordedChatRequest[]> {
-    return this.waitUntil(
-      () => (this.requests.length >= n ? [...this.requests] : undefined),
-      timeoutMs,
-      `${n} chat request(s)`,
-    );
+    return this.waitUntil(() => (this.requests.length >= n ? [...this.requests] : undefined), timeoutMs, `${n} chat request(s)`);
   }
 
   /** Resolves once chat request #index (0-based) saw its client disconnect before the response finished. */
   async waitForAbort(index: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<void> {
-    await this.waitUntil(
-      () => (this.requests[index]?.aborted ? true : undefined),
-      timeoutMs,
-      `the client to abort chat request #${index}`,
-    );
+    await this.waitUntil(() => (this.requests[index]?.aborted ? true : undefined), timeoutMs, `the client to abort chat request #${index}`);
   }
 
   /** Forget queued scripts, the default script and recorded requests; the model list is kept. */

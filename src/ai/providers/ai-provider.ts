@@ -8,10 +8,7 @@ export interface GenerationRequest {
 }
 
 /** What a provider yields while generating; providers never see Redis or sockets. */
-export type GenerationChunk =
-  | { kind: 'thinking'; text: string }
-  | { kind: 'content'; text: string }
-  | { kind: 'done'; usage: Usage };
+export type GenerationChunk = { kind: 'thinking'; text: string } | { kind: 'content'; text: string } | { kind: 'done'; usage: Usage };
 
 export interface ProviderHealth {
   ok: boolean;

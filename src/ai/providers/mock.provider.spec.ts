@@ -127,7 +127,7 @@ describe('MockProvider', () => {
       });
     });
 
-    it('does not reorder the caller\'s messages', () => {
+    it("does not reorder the caller's messages", () => {
       const messages = [...twoTurns.messages];
       MockProvider.replyFor(twoTurns);
       expect(twoTurns.messages).toEqual(messages);
@@ -203,7 +203,10 @@ describe('MockProvider', () => {
   });
 
   describe('abort', () => {
-    const long: GenerationRequest = { messages: [{ role: 'user', content: 'one two three four five six seven eight nine ten' }], think: 'high' };
+    const long: GenerationRequest = {
+      messages: [{ role: 'user', content: 'one two three four five six seven eight nine ten' }],
+      think: 'high',
+    };
 
     it('stops right after the chunk during which the signal was aborted', async () => {
       const controller = new AbortController();

@@ -32,7 +32,8 @@ export class NodeHttpFetch {
     if (aborted) return Promise.reject(abortError(aborted));
 
     const body = init?.body;
-    if (body !== undefined && body !== null && typeof body !== 'string') return Promise.reject(new TypeError('only string bodies are supported'));
+    if (body !== undefined && body !== null && typeof body !== 'string')
+      return Promise.reject(new TypeError('only string bodies are supported'));
 
     return new Promise((resolve, reject) => {
       const req = transport.request(url, {

@@ -23,13 +23,19 @@ describe('mapOllamaChunk', () => {
     ],
     ['empty strings', chunk({ content: '', thinking: '' }), []],
     ['empty content, no thinking', chunk({ content: '' }), []],
-    ['whitespace is kept verbatim', chunk({ content: '\n\n', thinking: ' ' }), [
-      { kind: 'thinking', text: ' ' },
-      { kind: 'content', text: '\n\n' },
-    ]],
-    ['counts on a non-final chunk are ignored', chunk({ content: 'x' }, false, { prompt_eval_count: 5, eval_count: 6 }), [
-      { kind: 'content', text: 'x' },
-    ]],
+    [
+      'whitespace is kept verbatim',
+      chunk({ content: '\n\n', thinking: ' ' }),
+      [
+        { kind: 'thinking', text: ' ' },
+        { kind: 'content', text: '\n\n' },
+      ],
+    ],
+    [
+      'counts on a non-final chunk are ignored',
+      chunk({ content: 'x' }, false, { prompt_eval_count: 5, eval_count: 6 }),
+      [{ kind: 'content', text: 'x' }],
+    ],
   ];
   it.each(streaming)('%s', (_name, input, expected) => {
     expect(mapOllamaChunk(input)).toEqual(expected);
@@ -80,7 +86,11 @@ describe('mapOllamaChunk', () => {
     });
 
     it('emits usage counts that pass the chat.completed envelope check (non-negative integers)', () => {
-      for (const [p, e] of [[-1, NaN], [2.5, -0.5], [Infinity, 3]] as const) {
+      for (const [p, e] of [
+        [-1, NaN],
+        [2.5, -0.5],
+        [Infinity, 3],
+      ] as const) {
         const out = mapOllamaChunk(chunk({ content: '' }, true, { prompt_eval_count: p, eval_count: e }));
         const done = out.find((c) => c.kind === 'done');
         if (!done || done.kind !== 'done') throw new Error('no done chunk');

@@ -132,7 +132,9 @@ describe('classifyOllamaError', () => {
     });
 
     it('terminated with a connection code underneath, before any chunk, is still stream_interrupted', () => {
-      expect(classifyOllamaError(new TypeError('terminated', { cause: connectionError('ECONNRESET', 'aborted') }), before).code).toBe('stream_interrupted');
+      expect(classifyOllamaError(new TypeError('terminated', { cause: connectionError('ECONNRESET', 'aborted') }), before).code).toBe(
+        'stream_interrupted',
+      );
     });
 
     it.each(['Did not receive done or success response in stream.', 'terminated', 'other side closed: socket hang up', 'premature close'])(

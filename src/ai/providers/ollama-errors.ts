@@ -43,7 +43,7 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
   // `terminated`: the body was cut after the server answered, so it was reachable (whatever the
   // socket error underneath says).
   const cut = /^terminated$/i.test(message);
-  if (!ctx.receivedAny && !cut && (code && CONNECTION_CODES.has(code) || /fetch failed/i.test(message))) {
+  if (!ctx.receivedAny && !cut && ((code && CONNECTION_CODES.has(code)) || /fetch failed/i.test(message))) {
     return new GenerationError(
       'ollama_unreachable',
       // Sent to every client of the session: the internal address stays in the operator's config.
@@ -53,12 +53,7 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
     );
   }
   if (ctx.receivedAny || /did not receive done|terminated|socket|premature|aborted/i.test(message)) {
-    return new GenerationError(
-      'stream_interrupted',
-      `The answer from Ollama was interrupted: ${message}`,
-      true,
-      { cause: err },
-    );
+    return new GenerationError('stream_interrupted', `The answer from Ollama was interrupted: ${message}`, true, { cause: err });
   }
   return new GenerationError('ollama_error', `Ollama failed: ${message}`, true, { cause: err });
 }

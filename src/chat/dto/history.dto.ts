@@ -4,7 +4,10 @@ import { MESSAGE_STATUSES, MessageStatus } from '../../history/stored-message';
 export class FailureReasonDto {
   @ApiProperty({ example: 'model_not_found' })
   code: string;
-  @ApiProperty({ example: 'The model "gpt-oss:20b" is not available on the Ollama server at http://localhost:11434. Pull it with `ollama pull gpt-oss:20b`.' })
+  @ApiProperty({
+    example:
+      'The model "gpt-oss:20b" is not available on the Ollama server at http://localhost:11434. Pull it with `ollama pull gpt-oss:20b`.',
+  })
   message: string;
 }
 

@@ -103,9 +103,12 @@ describe('SendMessageDto', () => {
   });
 
   describe('clientMessageId', () => {
-    it.each(['a', '1', 'c-0001', 'A_b-9', 'x'.repeat(64), 'b6f1c1a2-3c1e-4d7f-9a55-0c1f2e3d4a5b'])('accepts %j', async (clientMessageId) => {
-      expect((await validatePayload(SendMessageDto, { ...base, clientMessageId })).ok).toBe(true);
-    });
+    it.each(['a', '1', 'c-0001', 'A_b-9', 'x'.repeat(64), 'b6f1c1a2-3c1e-4d7f-9a55-0c1f2e3d4a5b'])(
+      'accepts %j',
+      async (clientMessageId) => {
+        expect((await validatePayload(SendMessageDto, { ...base, clientMessageId })).ok).toBe(true);
+      },
+    );
 
     const hostile: [string, unknown][] = [
       ['path traversal', '../x'],

@@ -12,7 +12,10 @@ const VISIBLE_CHARACTER = /[^\s\p{Cc}\p{Cf}\u115F\u1160\u3164\uFFA0\u2800\uFE00-
 
 /** Fields a message carries, over HTTP and Socket.IO alike. */
 export class MessageInputDto {
-  @ApiProperty({ description: 'The user message (at most MAX_MESSAGE_CHARS characters)', example: 'Explain Redis Streams in two sentences.' })
+  @ApiProperty({
+    description: 'The user message (at most MAX_MESSAGE_CHARS characters)',
+    example: 'Explain Redis Streams in two sentences.',
+  })
   @IsString()
   // The length limit (MAX_MESSAGE_CHARS) is a runtime setting, checked by ChatService.
   @Matches(VISIBLE_CHARACTER, { message: 'content must not be empty' })
@@ -27,7 +30,7 @@ export class MessageInputDto {
   @Matches(ID_PATTERN, { message: `clientMessageId ${ID_RULE}` })
   clientMessageId?: string;
 
-  @ApiPropertyOptional({ description: "gpt-oss reasoning effort", enum: THINK_LEVELS, example: 'low' })
+  @ApiPropertyOptional({ description: 'gpt-oss reasoning effort', enum: THINK_LEVELS, example: 'low' })
   @IsOptional()
   @IsIn(THINK_LEVELS)
   think?: ThinkLevel;
