@@ -27,7 +27,7 @@
  *   --out FILE                  JSON result path (default bench/results/<ISO timestamp>.json)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -209,7 +209,7 @@ function git(args: string[]): string {
 
 function pkgVersion(name: string): string {
   try {
-    return (require(`${name}/package.json`) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';
   }
@@ -335,7 +335,7 @@ async function main(): Promise<number> {
     arrivals: 'open loop: uniform arrivals on a 1 ms timer tick; one message in flight per session',
   };
   log(
-    `machine: ${cpus.length} cores ${results.machine.cpuModel}, node ${process.version}, redis ${results.machine.redis}; mode ${config.mode}`,
+    `machine: ${cpus.length} cores ${String(results.machine.cpuModel)}, node ${process.version}, redis ${String(results.machine.redis)}; mode ${config.mode}`,
   );
 
   const ctx: PhaseContext = { env, monitor, config, log };
@@ -370,7 +370,7 @@ async function main(): Promise<number> {
     try {
       return await profiled(name, fn);
     } catch (err) {
-      const message = `${name}: ${(err as Error).stack ?? err}`;
+      const message = `${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
       results.errors.push(message);
       log(`ERROR in ${message}`);
       return undefined;
@@ -491,7 +491,7 @@ function render(r: Results): string {
   const lines: string[] = [];
   lines.push(`ai-assistant benchmark — ${r.command} — ${r.startedAt} — ${r.durationSeconds} s`);
   lines.push(
-    `machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGB} GB, ${m.kernel}; node ${m.node}; redis ${m.redis} (${m.redisSource}); git ${m.gitCommit} (+${m.gitDirtyFiles} uncommitted files); app code: ${m.dist}`,
+    `machine: ${String(m.cores)} cores (${String(m.cpuModel)}), ${String(m.memoryGB)} GB, ${String(m.kernel)}; node ${String(m.node)}; redis ${String(m.redis)} (${String(m.redisSource)}); git ${String(m.gitCommit)} (+${String(m.gitDirtyFiles)} uncommitted files); app code: ${String(m.dist)}`,
   );
   const e = config.appEnv;
   lines.push(
@@ -505,7 +505,7 @@ function render(r: Results): string {
       `${Number(m.cores) * 100}%); "others" = CPU of processes outside the bench`,
   );
   lines.push(
-    `machine before the run: ${m.othersBeforePct}% of one core busy with other processes${Number(m.othersBeforePct) >= 10 ? ' — WARNING: the machine was not idle, numbers are disturbed' : ''}`,
+    `machine before the run: ${String(m.othersBeforePct)}% of one core busy with other processes${Number(m.othersBeforePct) >= 10 ? ' — WARNING: the machine was not idle, numbers are disturbed' : ''}`,
   );
 
   if (r.latency?.length) {
@@ -782,7 +782,7 @@ main().then(
     process.exit(code);
   },
   async (err: unknown) => {
-    log(`FAILED: ${(err as Error).stack ?? err}`);
+    log(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     await cleanup();
     process.exit(1);
   },

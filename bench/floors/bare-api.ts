@@ -41,7 +41,7 @@ chat.on('connection', (socket) => {
   void socket.join(String((socket.handshake.auth as { sessionId?: unknown }).sessionId));
 });
 
-let relaying = true;
+const relaying = true;
 async function relay(): Promise<void> {
   let last = '$';
   while (relaying) {

@@ -40,7 +40,7 @@ async function answer(id: string, command: { sessionId: string; messageId: strin
   await commands.xack(incoming, group, id);
 }
 
-let reading = true;
+const reading = true;
 async function consume(): Promise<void> {
   while (reading) {
     for (const { id, fields } of parseReadReply(

@@ -83,7 +83,7 @@ export class BenchFake {
   private hook(res: ServerResponse): void {
     const requestAt = performance.now();
     this.chatRequests++;
-    const original = res.write;
+    const original = res.write.bind(res);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {

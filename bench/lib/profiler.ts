@@ -13,7 +13,12 @@ export class InspectorSession {
 
   private constructor(private readonly ws: WebSocket) {
     ws.on('message', (data) => {
-      const msg = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: unknown };
+      const text = Array.isArray(data)
+        ? Buffer.concat(data).toString()
+        : data instanceof ArrayBuffer
+          ? Buffer.from(data).toString()
+          : data.toString();
+      const msg = JSON.parse(text) as { id?: number; result?: unknown; error?: unknown };
       if (msg.id !== undefined) this.pending.get(msg.id)?.(msg.error ? { error: msg.error } : msg.result);
     });
   }

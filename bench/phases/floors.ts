@@ -304,7 +304,9 @@ async function floorSocket(seconds: number, warmup: number): Promise<FloorPart> 
       socket.on('chat.delta', () => received++);
       sockets.push(socket);
     }
-    await Promise.all(sockets.map((s) => (s.connected ? null : new Promise<void>((resolve) => s.once('connect', () => resolve())))));
+    await Promise.all(
+      sockets.map((s) => (s.connected ? Promise.resolve() : new Promise<void>((resolve) => s.once('connect', () => resolve())))),
+    );
     await sleep(200); // the server's join of the last room
     let before = 0;
     let delivered = 0;

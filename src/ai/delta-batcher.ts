@@ -12,7 +12,7 @@ export class DeltaBatcher {
   private readonly seen = new Set<DeltaKind>();
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
-  private failure: unknown = null;
+  private failure: Error | null = null;
 
   constructor(
     private readonly publish: PublishDelta,
@@ -63,7 +63,7 @@ export class DeltaBatcher {
       try {
         await this.publish(kind, text);
       } catch (err) {
-        this.failure = err;
+        this.failure = err instanceof Error ? err : new Error(String(err));
       }
     });
   }

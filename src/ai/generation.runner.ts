@@ -188,7 +188,7 @@ export class GenerationRunner {
       const startedEvent = this.bus.publishEvent({ type: 'chat.started', payload: { ...ref, attempt } });
       const startFailure = startedEvent.then(
         () => null,
-        (err: unknown) => err,
+        (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
       );
       const progress = new ProgressSnapshots(this.history, ref, startedEvent);
       progress.begin();
@@ -349,11 +349,12 @@ export class GenerationRunner {
     if (signal.aborted) controller.abort(); // fired before the listener was there
     // No answer without its chat.started: the caller rethrows that Redis error.
     startedEvent.catch(() => controller.abort());
-    let timeout: GenerationError | null = null;
+    // Set from the timers' callbacks: a holder, so the check after the loop sees the assignment.
+    const timedOut: { error: GenerationError | null } = { error: null };
     // The error is built only when the timer fires: most attempts never time out, and an Error
     // with its stack trace per attempt showed in the worker's profile.
     const expire = (makeError: () => GenerationError) => () => {
-      timeout = makeError();
+      timedOut.error = makeError();
       controller.abort();
     };
     const { firstTokenTimeoutMs, totalTimeoutMs } = this.config.ai;
@@ -400,7 +401,7 @@ export class GenerationRunner {
         else partial.content += chunk.text;
         batcher.push(chunk.kind, chunk.text);
       }
-      if (timeout) throw timeout;
+      if (timedOut.error) throw timedOut.error;
       if (signal.aborted) {
         await batcher.discard();
         return null;

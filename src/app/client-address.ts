@@ -10,5 +10,5 @@ import type { TrustProxy } from '../config/trust-proxy';
  */
 export function clientAddress(request: IncomingMessage, trust: TrustProxy): string {
   // proxy-addr reads `req.connection`, which Node keeps as an alias of `req.socket`.
-  return proxyaddr(request as Parameters<typeof proxyaddr>[0], trust);
+  return proxyaddr(request, trust);
 }

@@ -39,7 +39,7 @@ export class ConfiguredIoAdapter extends IoAdapter {
       ...(origins ? { cors: { origin: origins, credentials: true } } : {}),
     };
     // IoAdapter fills in the defaults for whatever is left out.
-    const server = super.createIOServer(port, configured as ServerOptions) as Server;
+    const server = super.createIOServer(port, configured as ServerOptions);
     // allowRequest only looks; the place is taken per connection (concurrent handshakes may all
     // have looked before any took one) and given back when it closes.
     server.engine.on('connection', (raw: { request: IncomingMessage; close(): void; once(event: 'close', listener: () => void): void }) => {

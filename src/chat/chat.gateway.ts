@@ -122,7 +122,7 @@ export class ChatGateway
     }
     try {
       socket.data.detach = await this.resumable.open(sessionId, lastEventId, {
-        deliver: (event) => socket.emit(event.type, { ...event.payload, eventId: event.eventId } as never),
+        deliver: (event) => socket.emit(event.type, { ...event.payload, eventId: event.eventId }),
         resync: () => socket.emit('chat.resync', resyncPayload(sessionId)),
       });
       if (socket.disconnected) socket.data.detach();
@@ -238,8 +238,6 @@ export class ChatGateway
   }
 
   private emit(event: DeliveredEvent): void {
-    const payload = { ...event.payload, eventId: event.eventId };
-    // The mapped type pairs each event name with its payload; TS cannot follow the union here.
-    this.server.to(roomOf(event.payload.sessionId)).emit(event.type, payload as never);
+    this.server.to(roomOf(event.payload.sessionId)).emit(event.type, { ...event.payload, eventId: event.eventId });
   }
 }

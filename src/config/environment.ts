@@ -323,7 +323,7 @@ const URL_VARIABLES = new Set(['REDIS_URL', 'OLLAMA_HOST']);
 export function printableValue(name: string, value: unknown): string {
   if (value === undefined || value === null) return '(unset)';
   if (SECRET_VARIABLES.has(name)) return '(hidden)';
-  const text = String(value);
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
   return JSON.stringify(URL_VARIABLES.has(name) ? maskUrlPassword(text) : text);
 }
 

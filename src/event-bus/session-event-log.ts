@@ -57,7 +57,7 @@ export class SessionEventLog {
     const added = Number(field('entries-added'));
     const length = Number(field('length'));
     const first: unknown = field('first-entry');
-    const firstId = Array.isArray(first) ? first[0] : undefined;
+    const firstId: unknown = Array.isArray(first) ? first[0] : undefined;
     if (!Number.isFinite(added) || !Number.isFinite(length) || added <= length || !isStreamId(firstId)) return false;
     return compareStreamIds(afterId, firstId) < 0;
   }

@@ -39,8 +39,8 @@ export class MockProvider implements AiProvider {
     yield { kind: 'done', usage: { promptTokens, completionTokens: thinking.length + content.length } };
   }
 
-  async health(): Promise<ProviderHealth> {
-    return { ok: true, message: 'ok', details: { provider: 'mock' } };
+  health(): Promise<ProviderHealth> {
+    return Promise.resolve({ ok: true, message: 'ok', details: { provider: 'mock' } });
   }
 
   /** Resolves false when aborted. */

@@ -106,7 +106,7 @@ function headersOf(headers: HeadersInit | undefined): Record<string, string> {
   if (!headers) return {};
   if (headers instanceof Headers) return Object.fromEntries(headers.entries());
   if (Array.isArray(headers)) return Object.fromEntries(headers);
-  return headers as Record<string, string>;
+  return headers;
 }
 
 function abortError(signal: AbortSignal): Error {

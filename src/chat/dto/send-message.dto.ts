@@ -8,7 +8,7 @@ import { ID_PATTERN, ID_RULE } from '../../event-bus/stream-names';
  * joiners, BOM, bidi marks, tags), variation selectors and the blank Hangul/Braille fillers alone
  * render as nothing and count as empty.
  */
-const VISIBLE_CHARACTER = /[^\s\p{Cc}\p{Cf}\u115F\u1160\u3164\uFFA0\u2800\uFE00-\uFE0F\u{E0100}-\u{E01EF}]/u;
+const VISIBLE_CHARACTER = /[^\s\p{Cc}\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]/u;
 
 /** Fields a message carries, over HTTP and Socket.IO alike. */
 export class MessageInputDto {
