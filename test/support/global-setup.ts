@@ -9,12 +9,16 @@ declare global {
 
 /**
  * Finds Redis for the whole run: REDIS_URL when given, else a redis-server of our own on a free
- * port. Tests read TEST_REDIS_URL (a base URL; each jest worker uses its own database index).
+ * port. Tests read TEST_REDIS_URL (a base URL; each jest worker uses its own database index). Runs
+ * once per project (unit, e2e): the second run finds the first one's Redis. The e2e project also
+ * needs the built app.
  */
-export default async function globalSetup(): Promise<void> {
-  if (!existsSync(join(process.env.APP_DIST ?? join(process.cwd(), 'dist'), 'main.js'))) {
-    throw new Error('dist/ is missing: run `npm test` (it builds first) or `npm run build` before jest.');
+export default async function globalSetup(_global: unknown, project: { displayName?: string | { name: string } }): Promise<void> {
+  const name = typeof project.displayName === 'string' ? project.displayName : project.displayName?.name;
+  if (name === 'e2e' && !existsSync(join(process.env.APP_DIST ?? join(process.cwd(), 'dist'), 'main.js'))) {
+    throw new Error('dist/ is missing: run `npm test` or `npm run test:e2e` (they build first), or `npm run build` before jest.');
   }
+  if (process.env.TEST_REDIS_URL) return;
   if (process.env.REDIS_URL) {
     process.env.TEST_REDIS_URL = process.env.REDIS_URL.replace(/\/\d+$/, '');
     return;
