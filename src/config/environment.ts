@@ -64,8 +64,9 @@ export const DEFAULT_SYSTEM_PROMPT =
   'You are a helpful, concise assistant. Answer in the language of the user. ' + 'Use Markdown for lists and code.';
 
 /**
- * Every variable the service reads, with its default. This class is the only place that knows
- * environment variable names; the rest of the code receives the typed AppConfig.
+ * Every variable the service reads, with its default (optional ones `= undefined`, so that they are
+ * own properties too). This class is the only place that knows environment variable names; the rest
+ * of the code receives the typed AppConfig.
  */
 export class Environment {
   @Transform(toInt)
@@ -108,7 +109,7 @@ export class Environment {
   @IsOptional()
   @IsString()
   @MinLength(16, { message: 'SESSION_SECRET must be at least 16 characters' })
-  SESSION_SECRET?: string;
+  SESSION_SECRET?: string = undefined;
 
   @Transform(toInt)
   @IsInt()
@@ -136,7 +137,7 @@ export class Environment {
 
   @IsOptional()
   @IsString()
-  CORS_ORIGINS?: string;
+  CORS_ORIGINS?: string = undefined;
 
   @IsIn(['debug', 'info', 'warn', 'error'])
   LOG_LEVEL: 'debug' | 'info' | 'warn' | 'error' = 'info';
@@ -145,7 +146,7 @@ export class Environment {
 
   @IsOptional()
   @IsString()
-  NODE_ENV?: string;
+  NODE_ENV?: string = undefined;
 
   /**
    * Behind a reverse proxy: Express's `trust proxy` value (`true`, a hop count, or addresses and
@@ -155,7 +156,7 @@ export class Environment {
   @IsOptional()
   @IsString()
   @Validate(TrustProxyRule)
-  TRUST_PROXY?: string;
+  TRUST_PROXY?: string = undefined;
 
   /**
    * Earlier values of SESSION_SECRET, comma-separated: tokens they signed are still accepted (until
@@ -165,7 +166,7 @@ export class Environment {
   @IsOptional()
   @IsString()
   @Validate(PreviousSecretsRule)
-  SESSION_SECRET_PREVIOUS?: string;
+  SESSION_SECRET_PREVIOUS?: string = undefined;
 
   /** A session token is valid this long after it was issued; POST /sessions/:id/token issues a fresh one. */
   @Transform(toInt)
@@ -207,7 +208,7 @@ export class Environment {
   @IsOptional()
   @IsString()
   @MinLength(16, { message: 'METRICS_TOKEN must be at least 16 characters' })
-  METRICS_TOKEN?: string;
+  METRICS_TOKEN?: string = undefined;
 
   /** Serve Swagger UI at /docs and the OpenAPI document at /docs-json. */
   @Transform(toBoolean)
@@ -222,7 +223,7 @@ export class Environment {
   /** `json` (one object per line) or `pretty` (needs the pino-pretty dev dependency). Default: pretty on a terminal outside production. */
   @IsOptional()
   @IsIn(['json', 'pretty'])
-  LOG_FORMAT?: 'json' | 'pretty';
+  LOG_FORMAT?: 'json' | 'pretty' = undefined;
 
   /** A standalone worker serves Prometheus metrics on this port (0 = off); API processes serve /metrics. */
   @Transform(toInt)
@@ -341,15 +342,9 @@ export function maskUrlPassword(url: string): string {
  * and its rule, never a secret's value.
  */
 export function validateEnvironment(raw: EnvironmentInput): Environment {
-  const known = Object.keys(new Environment()).concat([
-    'SESSION_SECRET',
-    'SESSION_SECRET_PREVIOUS',
-    'METRICS_TOKEN',
-    'CORS_ORIGINS',
-    'LOG_FORMAT',
-    'NODE_ENV',
-    'TRUST_PROXY',
-  ]);
+  // Every variable is a property of Environment, optional ones initialised to undefined: the list
+  // of names comes from the class itself, so a new variable cannot be forgotten here.
+  const known = Object.keys(new Environment());
   const picked: Record<string, unknown> = {};
   for (const key of known) {
     const value = raw[key];
