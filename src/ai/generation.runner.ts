@@ -109,10 +109,10 @@ export class GenerationRunner {
    * The API queues the command, then writes the history entry, then announces chat.user_message
    * and marks the entry so. A fast worker reads the turn again until that mark is there (so
    * chat.user_message always comes before chat.started), or for the entry alone once the wait is
-   * over (the API died in between). Each read may start the message, like the first (waiting for
-   * the mark, then reading the turn, then starting cost three round trips, and a third to a half of
-   * the messages find the mark missing at first under load: bench/NOTES.md); until the mark is
-   * there a read looks at the message's own two fields only (announcedOnly), not the whole session.
+   * over (the API died in between). Each read may start the message, like the first: one round trip
+   * instead of three (wait, read, start), and under load many messages find the mark missing at
+   * first (bench/NOTES.md). Until the mark is there a read looks at the message's own two fields
+   * only (announcedOnly), not the whole session.
    */
   private async untilAnnounced(signal: AbortSignal, first: TurnState, read: () => Promise<TurnState>): Promise<TurnState> {
     const deadline = Date.now() + HISTORY_ENTRY_WAIT_MS;

@@ -17,7 +17,7 @@ export interface RequestLogLine {
  * One log line per HTTP request, when it ends: method, path, status and duration, nothing else.
  * It replaces nestjs-pino's pino-http middleware, which builds a child logger with the serialized
  * request and enters an AsyncLocalStorage context for every request (Node then tracks every
- * promise): measured at about a quarter of the API's CPU per send, even with LOG_LEVEL=warn.
+ * promise), a large share of the API's CPU per send even with LOG_LEVEL=warn (bench/NOTES.md).
  */
 export function requestLog(logger: LoggerService) {
   return (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
