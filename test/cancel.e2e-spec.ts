@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /** Cancel over HTTP and Socket.IO, and clearing a conversation with work in flight. */
 import type { Redis } from 'ioredis';
 import { decodeOutgoing, encodeCommand, encodeEvent } from '../src/event-bus/envelopes';

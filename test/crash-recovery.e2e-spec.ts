@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * Workers die for real here (kill -9) and the message is still answered exactly once, by another
  * worker taking over the pending entry of the consumer group.

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * The outside probe's attempts (issue 15) against the built app, each answered without harm: client
  * addresses derived as Express derives them on every transport, floods cut per socket, connection
@@ -281,7 +282,7 @@ describe('hostile input (issue 15 probe)', () => {
       const session = await ChatClient.createSession(app.url);
       const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`);
       const frames: string[] = [];
-      ws.on('message', (data) => frames.push(String(data)));
+      ws.on('message', (data) => frames.push((data as Buffer).toString('utf8')));
       try {
         await new Promise<void>((resolve, reject) => {
           ws.once('open', () => resolve());

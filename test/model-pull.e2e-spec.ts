@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /** `npm run model:pull` against the fake Ollama, through the real `ollama` client. */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';

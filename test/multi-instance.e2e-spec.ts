@@ -51,10 +51,10 @@ describe('many instances', () => {
     );
     expect(events.at(-1)!.payload.content).toBe('You said: hello from B');
     const answeredBy = await Promise.race(
-      workers.map((w) => w.waitForOutput(new RegExp(`completed session=\\S+ message=${sent.body.messageId}`)).then(() => w)),
+      workers.map((w) => w.waitForOutput(new RegExp(`completed session=\\S+ message=${String(sent.body.messageId)}`)).then(() => w)),
     );
     expect(workers).toContain(answeredBy);
-    expect(`${a.log}${b.log}`).not.toContain(`message=${sent.body.messageId} attempt`);
+    expect(`${a.log}${b.log}`).not.toContain(`message=${String(sent.body.messageId)} attempt`);
   });
 
   it('keeps every socket to its own session under load: 50 sessions × 10 sockets, concurrent generations', async () => {

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /** The operator's view: Prometheus metrics, structured JSON logs without secrets, health forms. */
 import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
@@ -73,7 +74,7 @@ describe('operations', () => {
 
     // logs: one JSON object per line; lines about the message carry its ids; no token, no content
     const lines = await eventually(
-      async () => `${api.log}${worker.log}`.split('\n').filter((l) => l.trim()),
+      () => `${api.log}${worker.log}`.split('\n').filter((l) => l.trim()),
       (ls) => ls.some((l) => l.includes(historyPath)),
     );
     const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);

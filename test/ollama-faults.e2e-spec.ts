@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * Ollama faults, end to end with real processes: the built API (with its in-process AI worker) as a
  * child process, the real `ollama` client talking to the fake Ollama server (scripted per request),
@@ -515,27 +516,28 @@ class LateHeadersOllama {
     res.once('finish', () => {
       record.finished = true;
     });
-    let timer: NodeJS.Timeout | undefined;
+    // 'never': held until the client hangs up
+    const timer = content.includes('never')
+      ? undefined
+      : setTimeout(() => {
+          if (res.destroyed) return;
+          res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+          const line = (text: string, done: boolean) =>
+            `${JSON.stringify({
+              model: MODEL,
+              created_at: new Date().toISOString(),
+              message: { role: 'assistant', content: text },
+              done,
+              ...(done ? { done_reason: 'stop', prompt_eval_count: 3, eval_count: 2 } : {}),
+            })}\n`;
+          res.write(line('Too', false));
+          res.write(line(' late', false));
+          res.end(line('', true));
+        }, this.headerDelayMs);
     res.once('close', () => {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       if (!res.writableFinished) record.aborted = true;
     });
-    if (content.includes('never')) return; // held until the client hangs up
-    timer = setTimeout(() => {
-      if (res.destroyed) return;
-      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      const line = (text: string, done: boolean) =>
-        `${JSON.stringify({
-          model: MODEL,
-          created_at: new Date().toISOString(),
-          message: { role: 'assistant', content: text },
-          done,
-          ...(done ? { done_reason: 'stop', prompt_eval_count: 3, eval_count: 2 } : {}),
-        })}\n`;
-      res.write(line('Too', false));
-      res.write(line(' late', false));
-      res.end(line('', true));
-    }, this.headerDelayMs);
   }
 }
 

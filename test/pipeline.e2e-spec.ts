@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * The product's spine, end to end with real parts: a real redis-server, the built app as a child
  * process, the real `ollama` client talking to the fake Ollama server, real socket.io-client sockets.

@@ -69,7 +69,7 @@ describe('plain WebSocket hardening', () => {
     const ws = new WebSocket(wsUrl(s));
     sockets.push(ws);
     const frames: Record<string, unknown>[] = [];
-    ws.on('message', (data) => frames.push(JSON.parse(String(data)) as Record<string, unknown>));
+    ws.on('message', (data) => frames.push(JSON.parse((data as Buffer).toString('utf8')) as Record<string, unknown>));
     const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
     ws.on('error', () => undefined); // the close code is what is asserted
     await new Promise((resolve, reject) => ws.once('open', resolve).once('unexpected-response', reject));

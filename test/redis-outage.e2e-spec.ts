@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * Redis stopped and restarted under traffic: sends fail fast while it is away, everything heals by
  * itself when it returns, and every message accepted with 202 still ends with a final event.
@@ -113,7 +114,7 @@ describe('Redis outage', () => {
     const traffic = (async () => {
       for (let i = 0; !stop; i++) {
         const client = sessions[i % sessions.length];
-        const res = await client.send(`message ${i}`).catch(() => ({ status: 0, body: {} as Record<string, unknown> }));
+        const res = await client.send(`message ${i}`).catch((): Awaited<ReturnType<ChatClient['send']>> => ({ status: 0, body: {} }));
         if (res.status === 202) accepted.push({ client, messageId: String(res.body.messageId) });
         else refused++;
         await new Promise((r) => setTimeout(r, 40));

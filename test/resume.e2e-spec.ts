@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * Reconnecting without loss: Socket.IO (`auth.lastEventId`), SSE (`Last-Event-ID`) and the plain
  * WebSocket (`?lastEventId=`) replay the session log after the client's last id, then go live: the
@@ -103,7 +104,7 @@ describe('resume', () => {
     const base = `${app.url.replace('http', 'ws')}/ws/${client.session.sessionId}?token=${encodeURIComponent(client.session.token)}`;
     const frames: Record<string, unknown>[] = [];
     const ws1 = new WebSocket(base);
-    ws1.on('message', (data) => frames.push(JSON.parse(String(data)) as Record<string, unknown>));
+    ws1.on('message', (data) => frames.push(JSON.parse((data as Buffer).toString('utf8')) as Record<string, unknown>));
     await new Promise((resolve, reject) => ws1.once('open', resolve).once('error', reject));
     const sent = await client.send('over a plain websocket');
     const messageId = String(sent.body.messageId);
@@ -114,7 +115,7 @@ describe('resume', () => {
     const after: Record<string, unknown>[] = [];
     const ws2 = new WebSocket(`${base}&lastEventId=${String(before.at(-1)!.eventId)}`);
     closers.push(() => ws2.close());
-    ws2.on('message', (data) => after.push(JSON.parse(String(data)) as Record<string, unknown>));
+    ws2.on('message', (data) => after.push(JSON.parse((data as Buffer).toString('utf8')) as Record<string, unknown>));
     await waitUntil(() => after.some((f) => f.event === 'chat.completed' && f.messageId === messageId));
     expect([...before, ...after].map((f) => f.eventId)).toEqual(await logIds(client.session.sessionId));
 

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * Session tokens end to end (issue 15, items 4, 7, 8, 12): where a query token is accepted, the
  * Bearer scheme's spelling, expiry, secret rotation, revocation by DELETE, reissue, and the
@@ -12,7 +13,7 @@ import { chromium, Browser, Page } from 'playwright-core';
 import { io } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
-import { ChatClient, Session } from './support/chat-client';
+import { Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { SseClient } from './support/sse-client';
 import { freshRedis, testRedisUrl } from './support/test-redis';
@@ -301,7 +302,7 @@ describe('session tokens', () => {
           socket.once('connect_error', reject);
         });
         expect((await call(app.url, 'DELETE', `/chat/${s.sessionId}`, bearer(s.token))).status).toBe(204);
-        const ack = await socket.timeout(5000).emitWithAck('chat.send', { content: 'after the delete' });
+        const ack: unknown = await socket.timeout(5000).emitWithAck('chat.send', { content: 'after the delete' });
         expect(ack).toEqual({ error: { statusCode: 401, error: 'Unauthorized', message: 'invalid token: its session was deleted' } });
         expect(await redis.exists(`chat:{${s.sessionId}}:order`, `chat:{${s.sessionId}}:messages`)).toBe(0);
       } finally {
@@ -323,7 +324,7 @@ describe('session tokens', () => {
           socket.once('connect', () => resolve());
           socket.once('connect_error', reject);
         });
-        const live = await socket.timeout(5000).emitWithAck('chat.send', { content: 'while the token lives' });
+        const live: unknown = await socket.timeout(5000).emitWithAck('chat.send', { content: 'while the token lives' });
         expect(live).toEqual({ messageId: expect.any(String) });
         await new Promise((r) => setTimeout(r, 3000));
         const disconnected = new Promise<string>((resolve) => socket.once('disconnect', (reason) => resolve(reason)));

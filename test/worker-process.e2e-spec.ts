@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * The API and the AI worker as separate processes (`npm start` with WORKER_ENABLED=false and
  * `npm run start:worker`), including start order, graceful shutdown and an unreachable Ollama.
@@ -62,7 +63,7 @@ describe('standalone worker processes', () => {
     const worker = await startWorker();
     const events = await client.waitForEnd(String(sent.body.messageId));
     expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: queued while no worker runs' } });
-    await worker.waitForOutput(new RegExp(`completed session=\\S+ message=${sent.body.messageId}`));
+    await worker.waitForOutput(new RegExp(`completed session=\\S+ message=${String(sent.body.messageId)}`));
     expect(api.log).not.toContain('completed session=');
   });
 

@@ -33,11 +33,11 @@ function worker(reads: StreamEntry[][], run: (signal: AbortSignal) => Promise<Ru
   const connection = { status: 'ready' } as unknown as Redis;
   const redis = { openBlocking: () => connection, release: () => undefined } as unknown as RedisConnections;
   const group = {
-    ensure: async () => undefined,
+    ensure: () => Promise.resolve(),
     readNew: async () => reads.shift() ?? never<StreamEntry[]>(),
-    keepAlive: async () => [],
-    claimStalled: async () => ({ claimed: [], lost: [] }),
-    ack: async () => undefined,
+    keepAlive: () => Promise.resolve([]),
+    claimStalled: () => Promise.resolve({ claimed: [], lost: [] }),
+    ack: () => Promise.resolve(),
   } as unknown as WorkerGroup;
   const runner = { run: (_c: unknown, _d: unknown, signal: AbortSignal) => run(signal) } as unknown as GenerationRunner;
   const cancels = { start: () => undefined, stop: () => undefined } as unknown as CancelListener;
@@ -57,7 +57,7 @@ async function within(work: Promise<unknown>, ms: number): Promise<'done' | 'sti
 
 describe('ChatWorker.stop while Redis is unreachable', () => {
   it('returns though the read it waits on never settles', async () => {
-    const subject = worker([], async () => 'finished');
+    const subject = worker([], () => Promise.resolve('finished'));
     subject.start();
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(await within(subject.stop(), 500)).toBe('done');

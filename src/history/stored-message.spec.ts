@@ -1,12 +1,4 @@
-import {
-  MESSAGE_STATUSES,
-  MessageStatus,
-  parseAssistantPart,
-  parseStatus,
-  parseUserPart,
-  StoredAssistantPart,
-  StoredUserPart,
-} from './stored-message';
+import { MessageStatus, parseAssistantPart, parseStatus, parseUserPart, StoredAssistantPart, StoredUserPart } from './stored-message';
 
 const AT = '2024-05-01T12:00:00.000Z';
 
@@ -170,11 +162,7 @@ describe('stored-message', () => {
   });
 
   describe('parseStatus', () => {
-    it('lists the five statuses', () => {
-      expect([...MESSAGE_STATUSES].sort()).toEqual(['cancelled', 'completed', 'failed', 'queued', 'streaming']);
-    });
-
-    it.each(MESSAGE_STATUSES.map((s) => [s] as [MessageStatus]))('reads %j as itself', (status) => {
+    it.each(['queued', 'streaming', 'completed', 'failed', 'cancelled'] as MessageStatus[])('reads %j as itself', (status) => {
       expect(parseStatus(status)).toBe(status);
     });
 

@@ -11,7 +11,10 @@ function streamed(...chunks: string[]): string {
 
 /** No control character left but newline and tab: nothing a terminal would act on. */
 function inert(text: string): boolean {
-  return !/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(text.replace(/\n/g, ''));
+  return [...text].every((ch) => {
+    const code = ch.codePointAt(0)!;
+    return ch === '\n' || ch === '\t' || (code > 0x1f && (code < 0x7f || code > 0x9f));
+  });
 }
 
 describe('terminalText', () => {

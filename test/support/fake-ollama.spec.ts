@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /**
  * Drives the REAL ollama-js client against FakeOllama: if the client is happy, the app will be too.
  * Timing assertions are deliberately loose (lower bounds only) so they hold on a busy CI machine.

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 /** HTTP helpers for the bad-input suites: a request with the contract's error shape checked. */
 
 export const REASONS: Record<number, string> = {

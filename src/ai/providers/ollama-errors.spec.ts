@@ -207,7 +207,7 @@ describe('classifyOllamaError', () => {
       let receivedAny = false;
       try {
         const stream = await client.chat({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], stream: true });
-        for await (const _chunk of stream) receivedAny = true;
+        for await (const chunk of stream) receivedAny ||= chunk !== undefined;
       } catch (err) {
         return { err, receivedAny };
       }

@@ -1,3 +1,4 @@
+import { expect } from '@jest/globals';
 import { validatePayload } from '../../app/validation';
 import { MessageInputDto, SendMessageDto } from './send-message.dto';
 
