@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
+import { addressGroup } from './address-group';
 
 /** Gives a place back; calling it again does nothing. */
 export type Release = () => void;
@@ -8,7 +9,7 @@ export type Release = () => void;
  * Caps on open event connections (Socket.IO, SSE, plain WebSocket) per client address and per
  * session, counted in this process: a connection costs memory and a listener here, so this is where
  * the cap protects. With N API processes behind a balancer a client may hold up to N times the cap.
- * A cap of 0 is no cap.
+ * A cap of 0 is no cap. Addresses count by `addressGroup` (an IPv6 /64 as one).
  */
 @Injectable()
 export class ConnectionCaps {
@@ -20,11 +21,11 @@ export class ConnectionCaps {
   /** Whether one more connection from `address` would pass (for refusing a handshake early). */
   addressHasRoom(address: string): boolean {
     const cap = this.config.limits.connectionsPerAddress;
-    return cap === 0 || (this.byAddress.get(address) ?? 0) < cap;
+    return cap === 0 || (this.byAddress.get(addressGroup(address)) ?? 0) < cap;
   }
 
   takeAddress(address: string): Release | null {
-    return this.take(this.byAddress, address, this.config.limits.connectionsPerAddress);
+    return this.take(this.byAddress, addressGroup(address), this.config.limits.connectionsPerAddress);
   }
 
   takeSession(sessionId: string): Release | null {

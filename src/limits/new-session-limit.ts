@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { newSessionRateKey } from '../event-bus/stream-names';
+import { addressGroup } from './address-group';
 import { RetryLaterException } from './send-limits.service';
 
 /**
@@ -23,7 +24,7 @@ export class NewSessionLimit {
     const now = Date.now();
     const minute = Math.floor(now / 60_000);
     // The address is hashed: a key name never stores who the client is.
-    const hash = createHash('sha256').update(address).digest('base64url').slice(0, 16);
+    const hash = createHash('sha256').update(addressGroup(address)).digest('base64url').slice(0, 16);
     const key = newSessionRateKey(hash, minute);
     // The window lives a minute past its end, so a slow clock elsewhere still finds it.
     const replies = await this.redis.commands.multi().incr(key).expire(key, 120).exec();

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { addressRateKey, sessionRateKey, STREAMS } from '../event-bus/stream-names';
+import { addressGroup } from './address-group';
 
 const BACKLOG_REUSE_MS = 50;
 /** A backlog reading is reused only while it (plus the sends since) is below this share of MAX_BACKLOG. */
@@ -52,7 +53,7 @@ export class SendLimits {
     }
     // Only a send the session window let through counts against its address.
     if (ipPerMinute > 0 && address) {
-      const hash = createHash('sha256').update(address).digest('base64url').slice(0, 16);
+      const hash = createHash('sha256').update(addressGroup(address)).digest('base64url').slice(0, 16);
       const count = await this.hit(addressRateKey(hash, minute));
       if (count > ipPerMinute) {
         throw new RetryLaterException(429, `rate limit: at most ${ipPerMinute} messages per minute from one address`, retryAfter);
