@@ -288,12 +288,6 @@ describe('hostile input (issue 15 probe)', () => {
           ws.once('open', () => resolve());
           ws.once('error', reject);
         });
-        const socketsOpen = async () => {
-          const text = await (await fetch(`${app.url}/metrics`)).text();
-          return Number(/^ai_assistant_connected_clients\{transport="socket\.io"\} (\d+)$/m.exec(text)?.[1] ?? 0);
-        };
-        await sleep(300); // the earlier tests' sockets have closed
-        const before = await socketsOpen();
         const connect = `40/chat,${JSON.stringify({ sessionId: session.sessionId, token: session.token })}`;
         for (let i = 0; i < 5; i++) ws.send(connect);
         await eventually(
@@ -309,7 +303,11 @@ describe('hostile input (issue 15 probe)', () => {
         for (const refused of answers.filter((f) => !f.startsWith('40/chat,'))) {
           expect(refused).toMatch(/^44\/chat,.*already connected to \/chat on this connection/);
         }
-        expect((await socketsOpen()) - before).toBe(1);
+        // The session's cap (3) has room for exactly two more sockets: the pipelined CONNECTs hold one place.
+        await connected(session);
+        await connected(session);
+        const third = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
+        expect(await handshake(third)).toBe('too many connections for this session');
       } finally {
         ws.close();
       }
