@@ -1,9 +1,8 @@
 import { HttpException, HttpStatus, Injectable } from '@nestjs/common';
-import { createHash } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { addressRateKey, sessionRateKey, STREAMS } from '../event-bus/stream-names';
-import { addressGroup } from './address-group';
+import { addressKeyPart, countHit, minuteWindow } from './minute-window';
 
 const BACKLOG_REUSE_MS = 50;
 /** A backlog reading is reused only while it (plus the sends since) is below this share of MAX_BACKLOG. */
@@ -41,20 +40,17 @@ export class SendLimits {
 
   async check(sessionId: string, address: string | null): Promise<void> {
     await this.checkBacklog();
-    const now = Date.now();
-    const minute = Math.floor(now / 60_000);
-    const retryAfter = Math.max(1, Math.ceil((60_000 - (now % 60_000)) / 1000));
+    const { minute, retryAfterSeconds: retryAfter } = minuteWindow();
     const { sessionPerMinute, ipPerMinute } = this.config.limits;
     if (sessionPerMinute > 0) {
-      const count = await this.hit(sessionRateKey(sessionId, minute));
+      const count = await countHit(this.redis.commands, sessionRateKey(sessionId, minute));
       if (count > sessionPerMinute) {
         throw new RetryLaterException(429, `rate limit: at most ${sessionPerMinute} messages per minute in a session`, retryAfter);
       }
     }
     // Only a send the session window let through counts against its address.
     if (ipPerMinute > 0 && address) {
-      const hash = createHash('sha256').update(addressGroup(address)).digest('base64url').slice(0, 16);
-      const count = await this.hit(addressRateKey(hash, minute));
+      const count = await countHit(this.redis.commands, addressRateKey(addressKeyPart(address), minute));
       if (count > ipPerMinute) {
         throw new RetryLaterException(429, `rate limit: at most ${ipPerMinute} messages per minute from one address`, retryAfter);
       }
@@ -83,11 +79,5 @@ export class SendLimits {
       throw backlogFull(backlog);
     }
     this.lastBacklog = { backlog, at: Date.now(), sendsSince: 1 };
-  }
-
-  private async hit(key: string): Promise<number> {
-    const replies = await this.redis.commands.multi().incr(key).expire(key, 120).exec();
-    const count: unknown = replies?.[0]?.[1];
-    return typeof count === 'number' ? count : 0;
   }
 }
