@@ -7,12 +7,13 @@ import { expect } from '@jest/globals';
  * Real parts: the app as child processes, real HTTP, real socket.io-client, a real redis-server.
  */
 import type { Redis } from 'ioredis';
-import { io, Manager, Socket } from 'socket.io-client';
+import { Manager, Socket } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
 import { ChatClient, Session } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { call, expectAckError, expectError, LEAK } from './support/http-call';
+import { chatSocket, handshake } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
 import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
 
@@ -22,32 +23,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function awayFromMinuteBoundary(): Promise<void> {
   const intoMinute = Date.now() % 60_000;
   if (intoMinute > 55_000) await sleep(60_000 - intoMinute + 250);
-}
-
-/** A raw socket on /chat (or another namespace) that never reconnects by itself. */
-function rawSocket(baseUrl: string, namespace: string, auth?: Record<string, unknown>, headers?: Record<string, string>): Socket {
-  return io(`${baseUrl}${namespace}`, {
-    ...(auth ? { auth } : {}),
-    ...(headers ? { extraHeaders: headers } : {}),
-    transports: ['websocket'],
-    reconnection: false,
-    forceNew: true,
-  });
-}
-
-/** Resolves 'connected' or the connect_error message. */
-function handshake(socket: Socket): Promise<string> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve('no answer'), 5000);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve('connected');
-    });
-    socket.once('connect_error', (err) => {
-      clearTimeout(timer);
-      resolve(err.message);
-    });
-  });
 }
 
 function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs = 5000): Promise<unknown> {
@@ -117,7 +92,7 @@ describe('hostile input (issue 15 probe)', () => {
           });
           statuses.push(reply.status);
         } else {
-          const socket = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }, forwardedFor(i)));
+          const socket = track(chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }, forwardedFor(i)));
           expect(await handshake(socket)).toBe('connected');
           const ack = (await emitWithAck(socket, 'chat.send', { content: `spoof ${i}` })) as {
             messageId?: string;
@@ -199,7 +174,7 @@ describe('hostile input (issue 15 probe)', () => {
 
     async function connected(session?: Session): Promise<{ socket: Socket; session: Session }> {
       const s = session ?? (await ChatClient.createSession(app.url));
-      const socket = track(rawSocket(app.url, '/chat', { sessionId: s.sessionId, token: s.token }));
+      const socket = track(chatSocket(app.url, '/chat', { sessionId: s.sessionId, token: s.token }));
       expect(await handshake(socket)).toBe('connected');
       return { socket, session: s };
     }
@@ -245,13 +220,13 @@ describe('hostile input (issue 15 probe)', () => {
       const sse = new SseClient();
       await sse.open(`${app.url}/chat/${session.sessionId}/events`, { authorization: `Bearer ${session.token}` });
       expect(sse.status).toBe(200);
-      const fourth = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
+      const fourth = track(chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
       expect(await handshake(fourth)).toBe('too many connections for this session');
       const sseRefused = await call(app.url, 'GET', `/chat/${session.sessionId}/events`, { token: session.token });
       expectError(sseRefused, 429, /too many open connections for this session/);
       first.socket.close();
       await sleep(200);
-      const again = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
+      const again = track(chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
       expect(await handshake(again)).toBe('connected');
       await sse.close();
     });
@@ -285,7 +260,7 @@ describe('hostile input (issue 15 probe)', () => {
         // The session's cap (3) has room for exactly the sockets the pipelined CONNECTs did not take.
         const held = ws.readyState === WebSocket.OPEN ? 1 : 0;
         for (let i = 0; i < 3 - held; i++) await connected(session);
-        const extra = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
+        const extra = track(chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
         expect(await handshake(extra)).toBe('too many connections for this session');
       } finally {
         ws.close();
@@ -358,7 +333,7 @@ describe('hostile input (issue 15 probe)', () => {
         expectError(reply, 400, /Last-Event-ID must be an event id/, id);
       }
       const socket = track(
-        rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token, lastEventId: '12345678901234567890123-0' }),
+        chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token, lastEventId: '12345678901234567890123-0' }),
       );
       expect(await handshake(socket)).toBe('invalid lastEventId');
     });
@@ -369,21 +344,21 @@ describe('hostile input (issue 15 probe)', () => {
     it('caps connections per address (8), counting connections that never authenticate; the default namespace is closed', async () => {
       const app = await startApp({ MAX_CONNECTIONS_PER_ADDRESS: '8', RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0' });
       const session = await ChatClient.createSession(app.url);
-      expect(await handshake(track(rawSocket(app.url, '/')))).toBe('unknown namespace: connect to /chat');
+      expect(await handshake(track(chatSocket(app.url, '/')))).toBe('unknown namespace: connect to /chat');
       // Bare engine.io connections: no namespace, no auth. Each holds a place until it closes.
       const bare = Array.from(
         { length: 8 },
         () => new Manager(app.url, { transports: ['websocket'], reconnection: false, autoConnect: false }),
       );
       await Promise.all(bare.map((m) => new Promise<void>((resolve, reject) => m.open((err) => (err ? reject(err) : resolve())))));
-      const ninth = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
+      const ninth = track(chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
       // The handshake request itself is refused (HTTP 403 to the WebSocket upgrade).
       expect(await handshake(ninth)).toBe('websocket error');
       const sse = await call(app.url, 'GET', `/chat/${session.sessionId}/events`, { token: session.token });
       expectError(sse, 429, /too many open connections from this address/);
       bare[0].engine.close();
       await sleep(300);
-      const afterwards = track(rawSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
+      const afterwards = track(chatSocket(app.url, '/chat', { sessionId: session.sessionId, token: session.token }));
       expect(await handshake(afterwards)).toBe('connected');
       for (const m of bare) m.engine.close();
       await app.stop();

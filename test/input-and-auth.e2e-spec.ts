@@ -10,10 +10,11 @@ import { expect } from '@jest/globals';
  * Apps run without a worker where queue lengths are asserted, so nothing drains behind our back.
  */
 import type { Redis } from 'ioredis';
-import { io } from 'socket.io-client';
 import { AppProcess } from './support/app-process';
 import { ChatClient, Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
+import { call, expectAckError, expectError, Reply } from './support/http-call';
+import { handshakeOutcome } from './support/socket-handshake';
 import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
 
 /** Small, so oversized payloads stay small. */
@@ -21,19 +22,6 @@ const MAX_CHARS = 200;
 /** The JSON body limit and Socket.IO's maxHttpBufferSize: MAX_MESSAGE_CHARS * 6 + 16 KiB (every character as a \uXXXX escape). */
 const BYTE_LIMIT = MAX_CHARS * 6 + 16 * 1024;
 const ID_RULE = 'must be 1-64 characters of A-Z, a-z, 0-9, _ or -';
-
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  413: 'Payload Too Large',
-  429: 'Too Many Requests',
-  503: 'Service Unavailable',
-};
-
-/** What must never reach a client: stack frames, file paths, error internals. */
-const LEAK = /\bat [\w$.<>[\]]+ \(|\bat (file|node):|node_modules|\/dist\/|\/src\/|\.[cm]?[jt]s:\d+|"stack"|"cause"|"name":/;
 
 /** Ids that must never reach a Redis key. */
 const HOSTILE_IDS: [string, string][] = [
@@ -51,66 +39,6 @@ const HOSTILE_IDS: [string, string][] = [
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
-
-interface CallOptions {
-  /** Sent as `Authorization: Bearer <token>`. */
-  token?: string | null;
-  /** The literal Authorization header (null: none); wins over `token`. */
-  authorization?: string | null;
-  json?: unknown;
-  raw?: string;
-  contentType?: string;
-}
-
-interface Reply {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: Record<string, unknown> | null;
-}
-
-async function call(baseUrl: string, method: string, path: string, options: CallOptions = {}): Promise<Reply> {
-  const headers: Record<string, string> = {};
-  let body: string | undefined;
-  if (options.raw !== undefined) {
-    body = options.raw;
-    headers['content-type'] = options.contentType ?? 'application/json';
-  } else if (options.json !== undefined) {
-    body = JSON.stringify(options.json);
-    headers['content-type'] = options.contentType ?? 'application/json';
-  }
-  if (options.authorization !== undefined) {
-    if (options.authorization !== null) headers.authorization = options.authorization;
-  } else if (options.token) {
-    headers.authorization = `Bearer ${options.token}`;
-  }
-  const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
-  const text = await res.text();
-  let parsed: Record<string, unknown> | null = null;
-  try {
-    parsed = text ? (JSON.parse(text) as Record<string, unknown>) : null;
-  } catch {
-    parsed = null;
-  }
-  return { status: res.status, headers: res.headers, text, body: parsed };
-}
-
-/** The contract's error answer: status, JSON content type, exactly {statusCode, error, message}, nothing internal. */
-function expectError(reply: Reply, status: number, message: RegExp, label = ''): void {
-  expect({ label, status: reply.status, body: reply.body }).toEqual({
-    label,
-    status,
-    body: { statusCode: status, error: REASONS[status], message: expect.stringMatching(message) },
-  });
-  expect(reply.headers.get('content-type')).toMatch(/^application\/json/);
-  expect(reply.text).not.toMatch(LEAK);
-}
-
-/** A Socket.IO acknowledgement carrying the contract's error. */
-function expectAckError(ack: Record<string, unknown>, status: number, message: RegExp): void {
-  expect(ack).toEqual({ error: { statusCode: status, error: REASONS[status], message: expect.stringMatching(message) } });
-  expect(JSON.stringify(ack)).not.toMatch(LEAK);
-}
 
 function retryAfterOf(reply: Reply): number {
   const header = reply.headers.get('retry-after');
@@ -154,20 +82,6 @@ describe('input validation, auth, limits and security headers', () => {
     const client = await ChatClient.open(baseUrl, session);
     clients.push(client);
     return client;
-  };
-  /** A handshake that should fail: resolves with the connect_error message ('connected' if it did not fail). */
-  const refusedHandshake = (baseUrl: string, auth: Record<string, unknown> | undefined): Promise<string> => {
-    const socket = io(`${baseUrl}/chat`, { ...(auth ? { auth } : {}), transports: ['websocket'], reconnection: false, forceNew: true });
-    return new Promise<string>((resolve) => {
-      const done = (result: string) => {
-        clearTimeout(timer);
-        socket.close();
-        resolve(result);
-      };
-      const timer = setTimeout(() => done('no answer'), 5000);
-      socket.once('connect', () => done('connected'));
-      socket.once('connect_error', (err) => done(err.message));
-    });
   };
   const historyOf = async (baseUrl: string, s: Session) => {
     const res = await call(baseUrl, 'GET', `/chat/${s.sessionId}/history`, { token: s.token });
@@ -661,7 +575,7 @@ describe('input validation, auth, limits and security headers', () => {
     ];
 
     it.each(handshakes)('Socket.IO handshake with %s → connect_error "unauthorized"', async (_name, auth) => {
-      expect(await refusedHandshake(a.url, auth())).toBe('unauthorized');
+      expect(await handshakeOutcome(a.url, auth())).toBe('unauthorized');
     });
 
     it('Socket.IO handshake with the right token connects (control)', async () => {
@@ -691,7 +605,7 @@ describe('input validation, auth, limits and security headers', () => {
       }
       // another session's token is still 403 on the other instance
       expectError(await call(b.url, 'GET', `/chat/${fromA.sessionId}/history`, { token: fromB.token }), 403, /another session/);
-      expect(await refusedHandshake(b.url, { sessionId: fromA.sessionId, token: fromB.token })).toBe('unauthorized');
+      expect(await handshakeOutcome(b.url, { sessionId: fromA.sessionId, token: fromB.token })).toBe('unauthorized');
     });
 
     // ---- security headers --------------------------------------------------------------------------
@@ -768,7 +682,7 @@ describe('input validation, auth, limits and security headers', () => {
         expectError(await call(verifier.url, 'GET', `/chat/${s.sessionId}/history`, { token: s.token }), 401, /invalid token/);
         expectError(await sendHttp(verifier.url, s, 'should not pass'), 401, /invalid token/);
         expectError(await call(verifier.url, 'DELETE', `/chat/${s.sessionId}`, { token: s.token }), 401, /invalid token/);
-        expect(await refusedHandshake(verifier.url, { sessionId: s.sessionId, token: s.token })).toBe('unauthorized');
+        expect(await handshakeOutcome(verifier.url, { sessionId: s.sessionId, token: s.token })).toBe('unauthorized');
       }
       expect(await commandsAdded(redis)).toBe(before);
       // while each instance accepts its own
@@ -779,7 +693,7 @@ describe('input validation, auth, limits and security headers', () => {
       const old = tokenOfRedisSecret;
       expect(old).not.toBeNull();
       expectError(await call(c.url, 'GET', `/chat/${old!.sessionId}/history`, { token: old!.token }), 401, /invalid token/);
-      expect(await refusedHandshake(d.url, { sessionId: old!.sessionId, token: old!.token })).toBe('unauthorized');
+      expect(await handshakeOutcome(d.url, { sessionId: old!.sessionId, token: old!.token })).toBe('unauthorized');
     });
   });
 
@@ -828,8 +742,8 @@ describe('input validation, auth, limits and security headers', () => {
       const before = await commandsAdded(redis);
       expectError(await call(f.url, 'POST', '/chat/send', { json: { sessionId: '../x', content: 'hi' } }), 400, /sessionId must be/);
       expectError(await call(f.url, 'GET', '/chat/a%20b/history'), 400, /sessionId must be/);
-      expect(await refusedHandshake(f.url, { sessionId: '{x}' })).toBe('unauthorized');
-      expect(await refusedHandshake(f.url, undefined)).toBe('unauthorized');
+      expect(await handshakeOutcome(f.url, { sessionId: '{x}' })).toBe('unauthorized');
+      expect(await handshakeOutcome(f.url, undefined)).toBe('unauthorized');
       expect(await commandsAdded(redis)).toBe(before);
     });
   });

@@ -10,11 +10,12 @@ import type { Redis } from 'ioredis';
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chromium, Browser, Page } from 'playwright-core';
-import { io } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
 import { Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
+import { call } from './support/http-call';
+import { chatSocket, handshake, handshakeOutcome } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
 import { freshRedis, testRedisUrl } from './support/test-redis';
 
@@ -41,51 +42,12 @@ function craftV1(secret: string, sessionId: string): string {
   return `${sessionId}.${createHmac('sha256', secret).update(`session:v1:${sessionId}`).digest('base64url')}`;
 }
 
-interface Reply {
-  status: number;
-  headers: Headers;
-  body: Record<string, unknown> | null;
-}
-
-async function call(
-  baseUrl: string,
-  method: string,
-  path: string,
-  options: { authorization?: string; json?: unknown } = {},
-): Promise<Reply> {
-  const headers: Record<string, string> = {};
-  if (options.authorization !== undefined) headers.authorization = options.authorization;
-  if (options.json !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers,
-    body: options.json === undefined ? undefined : JSON.stringify(options.json),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : null };
-}
-
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 async function createSession(baseUrl: string): Promise<Issued> {
   const reply = await call(baseUrl, 'POST', '/sessions');
   expect(reply.status).toBe(201);
   return reply.body as unknown as Issued;
-}
-
-/** Resolves with the handshake's connect_error message, or 'connected'. */
-function handshake(baseUrl: string, auth: Record<string, unknown>): Promise<string> {
-  const socket = io(`${baseUrl}/chat`, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
-  return new Promise<string>((resolve) => {
-    const done = (result: string) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(result);
-    };
-    const timer = setTimeout(() => done('no answer'), 5000);
-    socket.once('connect', () => done('connected'));
-    socket.once('connect_error', (err) => done(err.message));
-  });
 }
 
 /** The HTTP status of a plain WebSocket upgrade (101 once open). */
@@ -116,7 +78,7 @@ async function everyWayIn(baseUrl: string, sessionId: string, token: string): Pr
     (await call(baseUrl, 'POST', '/chat/send', { ...bearer(token), json: { sessionId, content: 'hello' } })).status,
     await sseStatus(`${baseUrl}/chat/${sessionId}/events`, bearer(token)),
     await sseStatus(`${baseUrl}/chat/${sessionId}/events?token=${encodeURIComponent(token)}`),
-    await handshake(baseUrl, { sessionId, token }),
+    await handshakeOutcome(baseUrl, { sessionId, token }),
     await wsStatus(baseUrl, sessionId, token),
   ];
 }
@@ -290,17 +252,9 @@ describe('session tokens', () => {
 
     it('a socket authenticated before DELETE cannot write into the deleted session', async () => {
       const s = await createSession(app.url);
-      const socket = io(`${app.url}/chat`, {
-        auth: { sessionId: s.sessionId, token: s.token },
-        transports: ['websocket'],
-        reconnection: false,
-        forceNew: true,
-      });
+      const socket = chatSocket(app.url, '/chat', { sessionId: s.sessionId, token: s.token });
       try {
-        await new Promise<void>((resolve, reject) => {
-          socket.once('connect', () => resolve());
-          socket.once('connect_error', reject);
-        });
+        expect(await handshake(socket)).toBe('connected');
         expect((await call(app.url, 'DELETE', `/chat/${s.sessionId}`, bearer(s.token))).status).toBe(204);
         const ack: unknown = await socket.timeout(5000).emitWithAck('chat.send', { content: 'after the delete' });
         expect(ack).toEqual({ error: { statusCode: 401, error: 'Unauthorized', message: 'invalid token: its session was deleted' } });
@@ -313,17 +267,9 @@ describe('session tokens', () => {
     it('a socket that outlives its token is disconnected at its next event', async () => {
       const s = await createSession(app.url);
       const token = craft(SECRET_A, s.sessionId, nowSeconds() + 2);
-      const socket = io(`${app.url}/chat`, {
-        auth: { sessionId: s.sessionId, token },
-        transports: ['websocket'],
-        reconnection: false,
-        forceNew: true,
-      });
+      const socket = chatSocket(app.url, '/chat', { sessionId: s.sessionId, token });
       try {
-        await new Promise<void>((resolve, reject) => {
-          socket.once('connect', () => resolve());
-          socket.once('connect_error', reject);
-        });
+        expect(await handshake(socket)).toBe('connected');
         const live: unknown = await socket.timeout(5000).emitWithAck('chat.send', { content: 'while the token lives' });
         expect(live).toEqual({ messageId: expect.any(String) });
         await new Promise((r) => setTimeout(r, 3000));

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.service';
 import type { CancelListener } from './cancel-listener';
 import { ChatWorker } from './chat-worker.service';
 import type { GenerationRunner, RunResult } from './generation.runner';
+import { within } from '../../test/support/within';
 
 const GRACE_MS = 100;
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
@@ -42,17 +43,6 @@ function worker(reads: StreamEntry[][], run: (signal: AbortSignal) => Promise<Ru
   const runner = { run: (_c: unknown, _d: unknown, signal: AbortSignal) => run(signal) } as unknown as GenerationRunner;
   const cancels = { start: () => undefined, stop: () => undefined } as unknown as CancelListener;
   return new ChatWorker(config, redis, {} as EventBus, group, runner, cancels, {} as Metrics);
-}
-
-/** 'done', or 'still waiting' after `ms`. */
-async function within(work: Promise<unknown>, ms: number): Promise<'done' | 'still waiting'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'still waiting'>((resolve) => (timer = setTimeout(resolve, ms, 'still waiting')));
-  try {
-    return await Promise.race([work.then(() => 'done' as const), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 describe('ChatWorker.stop while Redis is unreachable', () => {

@@ -3,17 +3,7 @@ import { eventually } from '../../test/support/eventually';
 import { RedisServer } from '../../test/support/redis-server';
 import { appConnections, freshRedis } from '../../test/support/test-redis';
 import { QUIT_TIMEOUT_MS } from './redis-connections';
-
-/** Settles with `work`'s outcome, or with 'still waiting' after `ms` (the timer is cleared either way). */
-async function within(work: Promise<unknown>, ms: number): Promise<'done' | 'still waiting'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'still waiting'>((resolve) => (timer = setTimeout(resolve, ms, 'still waiting')));
-  try {
-    return await Promise.race([work.then(() => 'done' as const), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { within } from '../../test/support/within';
 
 describe('RedisConnections shutdown (real Redis)', () => {
   it('does not wait for a QUIT stuck behind a blocking read that never ends', async () => {

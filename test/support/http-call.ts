@@ -17,6 +17,8 @@ export const LEAK = /\bat [\w$.<>[\]]+ \(|\bat (file|node):|node_modules|\/dist\
 export interface CallOptions {
   /** Sent as `Authorization: Bearer <token>`. */
   token?: string | null;
+  /** The literal Authorization header (null: none); wins over `token`. */
+  authorization?: string | null;
   /** Extra request headers. */
   headers?: Record<string, string>;
   json?: unknown;
@@ -41,7 +43,11 @@ export async function call(baseUrl: string, method: string, path: string, option
     body = JSON.stringify(options.json);
     headers['content-type'] = options.contentType ?? 'application/json';
   }
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.authorization !== undefined) {
+    if (options.authorization !== null) headers.authorization = options.authorization;
+  } else if (options.token) {
+    headers.authorization = `Bearer ${options.token}`;
+  }
   const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
   const text = await res.text();
   let parsed: Record<string, unknown> | null = null;
