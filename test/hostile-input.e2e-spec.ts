@@ -16,14 +16,7 @@ import { call, expectAckError, expectError, LEAK } from './support/http-call';
 import { chatSocket, handshake } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
 import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Fixed one-minute windows: never start a rate-limit scenario in the last 5 s of a minute. */
-async function awayFromMinuteBoundary(): Promise<void> {
-  const intoMinute = Date.now() % 60_000;
-  if (intoMinute > 55_000) await sleep(60_000 - intoMinute + 250);
-}
+import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs = 5000): Promise<unknown> {
   return new Promise((resolve) => {

@@ -16,6 +16,7 @@ import { FakeOllama } from './support/fake-ollama';
 import { call, expectAckError, expectError, Reply } from './support/http-call';
 import { handshakeOutcome } from './support/socket-handshake';
 import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
+import { awayFromMinuteBoundary } from './support/timing';
 
 /** Small, so oversized payloads stay small. */
 const MAX_CHARS = 200;
@@ -52,14 +53,6 @@ function bodyOfBytes(sessionId: string, bytes: number): string {
   const body = JSON.stringify({ sessionId, content: 'x'.repeat(bytes - shell) });
   expect(Buffer.byteLength(body)).toBe(bytes);
   return body;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Fixed one-minute windows: never start a rate-limit scenario in the last 5 s of a minute. */
-async function awayFromMinuteBoundary(): Promise<void> {
-  const intoMinute = Date.now() % 60_000;
-  if (intoMinute > 55_000) await sleep(60_000 - intoMinute + 250);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import { call } from './support/http-call';
 import { chatSocket, handshake, handshakeOutcome } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
 import { freshRedis, testRedisUrl } from './support/test-redis';
+import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SECRET_A = 'secret-A-0123456789abcdef';
@@ -84,14 +85,6 @@ async function everyWayIn(baseUrl: string, sessionId: string, token: string): Pr
 }
 const ALL_ACCEPTED = [200, 202, 200, 200, 'connected', 101];
 const ALL_REFUSED = [401, 401, 401, 401, 'unauthorized', 401];
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Fixed one-minute windows: never start a rate-limit scenario in the last 5 s of a minute. */
-async function awayFromMinuteBoundary(): Promise<void> {
-  const intoMinute = Date.now() % 60_000;
-  if (intoMinute > 55_000) await sleep(60_000 - intoMinute + 250);
-}
 
 describe('session tokens', () => {
   let redis: Redis;

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { bearerToken } from '../auth/bearer';
 
 /**
  * Whether an Authorization header carries METRICS_TOKEN (`Bearer <token>`, scheme in any case).
@@ -7,8 +8,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
  */
 export function metricsAccessAllowed(expected: string | null, authorization: string | undefined): boolean {
   if (expected === null) return true;
-  const match = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-  if (!match) return false;
+  const given = bearerToken(authorization);
+  if (given === null) return false;
   const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(match[1]), digest(expected));
+  return timingSafeEqual(digest(given), digest(expected));
 }
