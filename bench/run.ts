@@ -732,7 +732,7 @@ function render(r: Results): string {
     lines.push(`  redis used_memory: ${mm.verdict.redis}`);
     const ps = mm.perSession;
     lines.push(
-      `  one session after ${fmtInt(mm.messages / mm.sessions)} messages: event log ${fmtInt(ps.eventsLen)} entries ${mb(ps.eventsBytes)}, history hash ${mb(ps.messagesBytes)} (${ps.orderLen} messages kept); chat:outgoing ${mb(mm.outgoingBytes)}`,
+      `  one session after ${fmtInt(mm.messages / mm.sessions)} messages: event log ${fmtInt(ps.eventsLen)} entries ${mb(ps.eventsBytes)}, history hash ${mb(ps.messagesBytes)} (${ps.orderLen} messages kept); chat:outgoing:{*} (all partitions) ${mb(mm.outgoingBytes)}`,
     );
   }
 

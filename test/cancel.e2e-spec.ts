@@ -1,13 +1,15 @@
 import { expect } from '@jest/globals';
 /** Cancel over HTTP and Socket.IO, and clearing a conversation with work in flight. */
 import type { Redis } from 'ioredis';
-import { decodeOutgoing, encodeCommand, encodeEvent } from '../src/event-bus/envelopes';
-import { sessionKeys } from '../src/event-bus/stream-names';
+import { decodeOutgoing } from '../src/event-bus/envelopes';
+import { KeyLayout } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
 import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
+
+const LAYOUT = new KeyLayout(64);
 
 describe('cancel', () => {
   let redis: Redis;
@@ -95,65 +97,31 @@ describe('cancel', () => {
     ]);
   });
 
-  describe('a queued message cancelled just as a worker picks it up', () => {
-    // The API has stored the cancel but not yet announced it when the worker reads the command.
-    const storeQueuedCancel = async (sessionId: string, messageId: string) => {
-      const keys = sessionKeys(sessionId);
-      const now = new Date().toISOString();
-      await redis
-        .multi()
-        .rpush(keys.order, messageId)
-        .hset(keys.messages, `${messageId}:user`, JSON.stringify({ content: 'hi', createdAt: now }), `${messageId}:status`, 'cancelled')
-        .hset(
-          keys.messages,
-          `${messageId}:assistant`,
-          JSON.stringify({ content: '', createdAt: now }),
-          `${messageId}:user-announced`,
-          '1',
-          `${messageId}:cancel`,
-          '1',
-        )
-        .exec();
-      await redis.xadd(
-        'chat:incoming',
-        '*',
-        ...encodeCommand({ type: 'chat.generate', payload: { sessionId, messageId, content: 'hi', createdAt: now } }),
-      );
-    };
-    const cancelledEvents = async (messageId: string) =>
-      ((await redis.xrange('chat:outgoing', '-', '+')) as [string, string[]][])
-        .map(([id, fields]) => decodeOutgoing(id, fields))
-        .filter((d) => d.ok && d.value.type === 'chat.cancelled' && d.value.payload.messageId === messageId).length;
-
-    it('is announced once when the API announces it a moment later', async () => {
-      const [sessionId, messageId] = ['race-a', 'm-race-a'];
-      await storeQueuedCancel(sessionId, messageId);
-      await new Promise((r) => setTimeout(r, 300)); // the worker has read it by now
-      const eventId = await redis.xadd('chat:outgoing', '*', ...encodeEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } }));
-      await redis.hset(sessionKeys(sessionId).messages, `${messageId}:announced`, String(eventId));
-      await eventually(
-        () => pendingCount(redis),
-        (n) => n === 0,
-        10_000,
-      );
-      expect(await cancelledEvents(messageId)).toBe(1);
-    });
-
-    it('is announced by the worker when the API never does (it died in between)', async () => {
-      const [sessionId, messageId] = ['race-b', 'm-race-b'];
-      await storeQueuedCancel(sessionId, messageId);
-      await eventually(
-        () => cancelledEvents(messageId),
-        (n) => n > 0,
-        10_000,
-      );
-      await eventually(
-        () => pendingCount(redis),
-        (n) => n === 0,
-        10_000,
-      );
-      expect(await cancelledEvents(messageId)).toBe(1);
-    });
+  it('a cancel racing the worker that picks the message up ends it exactly once', async () => {
+    // The cancel lands before the start, between start and first delta, or mid-answer: whichever
+    // script runs first, the message ends once (the cancel script or the worker's finish).
+    ollama.setDefault({ content: tokens.slice(0, 5), tokenDelayMs: 5 });
+    const client = await open();
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const sent = await client.send(`race ${i}`);
+      const messageId = String(sent.body.messageId);
+      ids.push(messageId);
+      if (i % 3 !== 0) await new Promise((r) => setTimeout(r, i % 3 === 1 ? 1 : 15));
+      expect((await client.http('POST', cancelPath(client, messageId))).status).toBe(202);
+    }
+    for (const id of ids) await client.waitForEnd(id);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const id of ids) {
+      const finals = client.events.filter((e) => e.payload.messageId === id && /completed|failed|cancelled/.test(e.type));
+      expect(finals).toHaveLength(1);
+    }
+    const outgoing = await Promise.all(LAYOUT.partitions.map((p) => redis.xrange(p.outgoing, '-', '+')));
+    const finalsInRedis = outgoing
+      .flat()
+      .map(([id, fields]) => decodeOutgoing(id, fields))
+      .filter((d) => d.ok && ids.includes(d.value.payload.messageId) && /completed|failed|cancelled/.test(d.value.type));
+    expect(finalsInRedis).toHaveLength(ids.length);
   });
 
   it('leaves a finished message as it is', async () => {
@@ -199,7 +167,7 @@ describe('cancel', () => {
     await ollama.waitForAbort(0);
     await new Promise((r) => setTimeout(r, 300));
     expect(ollama.requests).toHaveLength(1);
-    const sid = client.session.sessionId;
-    expect(await redis.exists(`chat:{${sid}}:order`, `chat:{${sid}}:messages`)).toBe(0);
+    const keys = LAYOUT.session(client.session.sessionId);
+    expect(await redis.exists(keys.order, keys.hash)).toBe(0);
   });
 });

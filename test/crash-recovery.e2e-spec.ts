@@ -1,14 +1,15 @@
 import { expect } from '@jest/globals';
 /**
  * Workers die for real here (kill -9) and the message is still answered exactly once, by another
- * worker taking over the pending entry of the consumer group.
+ * worker taking over the pending entry of the consumer group once the dead worker's heartbeat in
+ * chat:workers is older than WORKER_LIVENESS_MS.
  */
 import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
+import { freshRedis, keyLayout, pendingCount, testRedisUrl } from './support/test-redis';
 
 describe('crash recovery', () => {
   let redis: Redis;
@@ -20,7 +21,7 @@ describe('crash recovery', () => {
   const startWorker = async (env: Record<string, string> = {}) => {
     const worker = await AppProcess.start({
       entry: 'worker',
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_CLAIM_IDLE_MS: '800', ...env },
+      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_LIVENESS_MS: '1000', ...env },
     });
     workers.push(worker);
     return worker;
@@ -81,9 +82,9 @@ describe('crash recovery', () => {
     });
   });
 
-  it('never steals a healthy generation that outlives the claim idle time', async () => {
-    const tokens = Array.from({ length: 60 }, (_, i) => ` s${i}`);
-    ollama.setDefault({ content: tokens, tokenDelayMs: 40 }); // ~2.4 s, three times the claim idle time
+  it('never steals a healthy generation that outlives the liveness time', async () => {
+    const tokens = Array.from({ length: 75 }, (_, i) => ` s${i}`);
+    ollama.setDefault({ content: tokens, tokenDelayMs: 40 }); // ~3 s, three times WORKER_LIVENESS_MS
     await startWorker();
     await startWorker();
     const client = await open();
@@ -111,7 +112,7 @@ describe('crash recovery', () => {
       type: 'chat.failed',
       payload: { error: { code: 'delivery_limit', message: expect.stringContaining('set aside') } },
     });
-    const dead = await redis.xrange('chat:dead', '-', '+');
+    const dead = await redis.xrange(keyLayout().partitionOf(client.session.sessionId).dead, '-', '+');
     expect(dead.some(([, fields]) => fields.join(' ').includes(messageId))).toBe(true);
     await eventually(
       () => pendingCount(redis),

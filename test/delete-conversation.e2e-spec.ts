@@ -8,7 +8,7 @@
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { encodeEnvelope } from '../src/event-bus/envelopes';
-import { sessionKeys } from '../src/event-bus/stream-names';
+import { KeyLayout } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
@@ -18,6 +18,8 @@ import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
 const TEXT_EVENTS = ['chat.user_message', 'chat.thinking', 'chat.delta', 'chat.completed', 'chat.failed'];
 const FINAL = /^chat\.(completed|failed|cancelled)$/;
 const settle = (ms = 400) => new Promise((r) => setTimeout(r, ms));
+
+const LAYOUT = new KeyLayout(64);
 
 describe('deleting a conversation', () => {
   let redis: Redis;
@@ -44,10 +46,10 @@ describe('deleting a conversation', () => {
   };
   const deadLetter = (sessionId: string, text: string) =>
     redis.xadd(
-      'chat:dead',
+      LAYOUT.partitionOf(sessionId).dead,
       '*',
       ...encodeEnvelope('chat.dead_letter', {
-        stream: 'chat:incoming',
+        stream: LAYOUT.partitionOf(sessionId).incoming,
         entryId: '1-1',
         reason: 'test',
         sessionId,
@@ -56,6 +58,8 @@ describe('deleting a conversation', () => {
       }),
     );
   const raw = async (key: string) => JSON.stringify(await redis.xrange(key, '-', '+'));
+  /** Every partition's outgoing or dead-letter stream, as one text. */
+  const rawAll = async (kind: 'outgoing' | 'dead') => (await Promise.all(LAYOUT.partitions.map((p) => raw(p[kind])))).join('\n');
 
   it('leaves no text of it to resume, in its log, in chat:outgoing or in chat:dead; the running message is cancelled once', async () => {
     const done = `SENTINEL-DONE-${randomUUID()}`;
@@ -81,8 +85,8 @@ describe('deleting a conversation', () => {
     await deadLetter(sessionId, done);
     await deadLetter(bystander.session.sessionId, other);
     // the text is there before the delete: what the checks below look for
-    expect(await raw(sessionKeys(sessionId).events)).toMatch(sentinels);
-    expect(await raw('chat:outgoing')).toMatch(sentinels);
+    expect(await raw(LAYOUT.session(sessionId).events)).toMatch(sentinels);
+    expect(await rawAll('outgoing')).toMatch(sentinels);
 
     expect((await client.http('DELETE', `/chat/${sessionId}`)).status).toBe(204);
     for (const id of [runningId, queuedId]) {
@@ -129,18 +133,18 @@ describe('deleting a conversation', () => {
     );
 
     // the raw keys, read past the app
-    const log = await raw(sessionKeys(sessionId).events);
+    const log = await raw(LAYOUT.session(sessionId).events);
     expect(log).not.toMatch(sentinels);
     expect(log).not.toMatch(/chat\.(user_message|thinking|delta|completed|failed)/);
-    expect(await redis.exists(sessionKeys(sessionId).order, sessionKeys(sessionId).messages)).toBe(0);
-    expect(await raw('chat:outgoing')).not.toMatch(sentinels);
-    expect(await raw('chat:dead')).not.toMatch(sentinels);
+    expect(await redis.exists(LAYOUT.session(sessionId).order, LAYOUT.session(sessionId).hash)).toBe(0);
+    expect(await rawAll('outgoing')).not.toMatch(sentinels);
+    expect(await rawAll('dead')).not.toMatch(sentinels);
     expect((await client.history()).body.messages).toEqual([]);
 
     // the other session keeps everything
-    expect(await raw(sessionKeys(bystander.session.sessionId).events)).toContain(other);
-    expect(await raw('chat:outgoing')).toContain(other);
-    expect(await raw('chat:dead')).toContain(other);
+    expect(await raw(LAYOUT.session(bystander.session.sessionId).events)).toContain(other);
+    expect(await rawAll('outgoing')).toContain(other);
+    expect(await rawAll('dead')).toContain(other);
   });
 });
 

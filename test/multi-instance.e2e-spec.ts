@@ -1,14 +1,16 @@
 /**
  * Many processes on one Redis: two API processes and two worker processes. A socket on one API
  * instance receives what was sent through the other and answered by a worker elsewhere; each API
- * process reads chat:outgoing with one loop whatever its socket count; under load every socket
- * gets exactly its own session's events, complete and in order.
+ * process reads the chat:outgoing streams (of the partitions its sessions are in) with one loop
+ * whatever its socket count; under load every socket gets exactly its own session's events,
+ * complete and in order.
  */
 import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { eventually } from './support/eventually';
+import { freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 
 describe('many instances', () => {
   let redis: Redis;
@@ -69,9 +71,14 @@ describe('many instances', () => {
       }
     }
     await Promise.all(sockets.map(({ client }) => client.connect()));
-    // one chat:outgoing reader per API process, whatever the number of sockets (500 here)
-    const clientList = await redis.client('LIST');
-    expect(String(clientList).match(/name=ai-assistant:tail:chat:outgoing/g)).toHaveLength(apis.length);
+    // one reader of the chat:outgoing streams per API process, whatever the number of sockets (500
+    // here): the connections of this database blocked in XREAD (workers block in XREADGROUP)
+    const db = `db=${testRedisUrl().split('/').pop()} `;
+    const outgoingReaders = async () =>
+      String(await redis.client('LIST'))
+        .split('\n')
+        .filter((line) => line.includes(` ${db}`) && / cmd=xread /.test(line)).length;
+    await eventually(outgoingReaders, (n) => n === apis.length);
 
     const sends = await Promise.all(sessions.map((s, i) => new ChatClient(apis[(i + 1) % 2].url, s).send(`question ${i}`)));
     expect(sends.every((r) => r.status === 202)).toBe(true);
@@ -79,7 +86,7 @@ describe('many instances', () => {
 
     await Promise.all(sockets.map(({ sessionIndex, client }) => client.waitForEnd(messageIds[sessionIndex], 30_000)));
     for (const [index, session] of sessions.entries()) {
-      const log = (await redis.xrange(`chat:{${session.sessionId}}:events`, '-', '+')).map(([id]) => id);
+      const log = (await redis.xrange(keyLayout().session(session.sessionId).events, '-', '+')).map(([id]) => id);
       for (const { client } of sockets.filter((s) => s.sessionIndex === index)) {
         expect(client.events.every((e) => e.payload.sessionId === session.sessionId)).toBe(true);
         expect(client.events.map((e) => e.payload.eventId)).toEqual(log); // complete, in order, no duplicate

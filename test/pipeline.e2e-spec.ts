@@ -4,6 +4,7 @@ import { expect } from '@jest/globals';
  * process, the real `ollama` client talking to the fake Ollama server, real socket.io-client sockets.
  */
 import type { Redis } from 'ioredis';
+import { KeyLayout } from '../src/event-bus/stream-names';
 import { compareStreamIds } from '../src/event-bus/stream-reply';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
@@ -146,8 +147,8 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
     const cleared = await client.http('DELETE', `/chat/${client.session.sessionId}`);
     expect(cleared.status).toBe(204);
     // The conversation is gone, and so is its token.
-    const sid = client.session.sessionId;
-    expect(await redis.exists(`chat:{${sid}}:order`, `chat:{${sid}}:messages`, `chat:{${sid}}:events`)).toBe(0);
+    const keys = new KeyLayout(64).session(client.session.sessionId);
+    expect(await redis.exists(keys.order, keys.hash, keys.events)).toBe(0);
     expect((await client.history()).status).toBe(401);
   });
 
@@ -164,7 +165,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
 
     const history = await client.history();
     expect(history.body.messages.at(-1)).toMatchObject({ role: 'assistant', status: 'failed', error: { code: 'model_not_found' } });
-    const dead = await redis.xrevrange('chat:dead', '+', '-', 'COUNT', 1);
+    const dead = await redis.xrevrange(new KeyLayout(64).partitionOf(client.session.sessionId).dead, '+', '-', 'COUNT', 1);
     expect(dead[0][1].join(' ')).toContain(String(sent.body.messageId));
 
     const health = await fetch(`${app.url}/health`);
@@ -291,14 +292,15 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
   });
 
   it('dead-letters a malformed command without stopping the worker', async () => {
-    const badId = await redis.xadd('chat:incoming', '*', 'v', '1', 'type', 'chat.generate', 'data', '{"sessionId":"../etc"}');
+    const partition = new KeyLayout(64).partitions[5];
+    const badId = await redis.xadd(partition.incoming, '*', 'v', '1', 'type', 'chat.generate', 'data', '{"sessionId":"../etc"}');
     const client = await open();
     const sent = await client.send('still alive?');
     const events = await client.waitForEnd(String(sent.body.messageId));
     expect(events.at(-1)!.type).toBe('chat.completed');
-    const dead = await redis.xrange('chat:dead', '-', '+');
+    const dead = await redis.xrange(partition.dead, '-', '+');
     expect(dead.some(([, fields]) => fields.join(' ').includes(String(badId)))).toBe(true);
-    expect(app.log).toContain(`dead-lettered chat:incoming ${badId}`);
+    expect(app.log).toContain(`dead-lettered ${partition.incoming} ${badId}`);
   });
 
   it('serves Swagger UI, the OpenAPI document and the web page', async () => {

@@ -10,7 +10,7 @@ import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { SseClient } from './support/sse-client';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 
 const TOKENS = Array.from({ length: 60 }, (_, i) => ` tok${i}`);
 
@@ -49,7 +49,7 @@ describe('resume', () => {
   };
 
   /** The session's log: the authoritative sequence of eventIds. */
-  const logIds = async (sessionId: string) => (await redis.xrange(`chat:{${sessionId}}:events`, '-', '+')).map(([id]) => id);
+  const logIds = async (sessionId: string) => (await redis.xrange(keyLayout().session(sessionId).events, '-', '+')).map(([id]) => id);
 
   const idsOf = (events: ReceivedEvent[]) => events.map((e) => String(e.payload.eventId));
 

@@ -11,6 +11,16 @@ import { rssBytes } from '../lib/procs';
 import { redisSnapshot } from '../lib/redis-info';
 import { round, sleep } from '../lib/stats';
 import type { PhaseContext } from './context';
+import type { Redis } from 'ioredis';
+import { KeyLayout } from '../../src/event-bus/stream-names';
+
+/** The app runs with the default PARTITIONS (64); the bench reads its keys through the same layout. */
+const LAYOUT = new KeyLayout(64);
+
+async function totalLength(redis: Redis, streams: string[]): Promise<number> {
+  const lengths = await Promise.all(streams.map((s) => redis.xlen(s)));
+  return lengths.reduce((a, b) => a + Number(b), 0);
+}
 
 export interface MemorySample {
   label: string;
@@ -73,8 +83,8 @@ export async function runMemory(ctx: PhaseContext): Promise<MemoryResult> {
       redisUsedMemory: r.usedMemory,
       redisRss: r.usedMemoryRss,
       redisKeys: r.keys,
-      outgoingLen: Number(await env.redis.xlen('chat:outgoing')),
-      incomingLen: Number(await env.redis.xlen('chat:incoming')),
+      outgoingLen: await totalLength(env.redis, LAYOUT.partitions.map((p) => p.outgoing)),
+      incomingLen: await totalLength(env.redis, LAYOUT.partitions.map((p) => p.incoming)),
     };
     samples.push(s);
     return s;
@@ -137,16 +147,17 @@ export async function runMemory(ctx: PhaseContext): Promise<MemoryResult> {
 
     // What one long conversation costs in Redis, measured on the first session.
     const sid = pool.sessions[0].id;
-    const key = (k: string) => `chat:{${sid}}:${k}`;
+    const keys = LAYOUT.session(sid);
     const usage = async (k: string) => Number((await env.redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) ?? 0);
     const perSession = {
-      eventsLen: Number(await env.redis.xlen(key('events'))),
-      eventsBytes: await usage(key('events')),
-      messagesBytes: await usage(key('messages')),
-      orderLen: Number(await env.redis.llen(key('order'))),
-      orderBytes: await usage(key('order')),
+      eventsLen: Number(await env.redis.xlen(keys.events)),
+      eventsBytes: await usage(keys.events),
+      messagesBytes: await usage(keys.hash),
+      orderLen: Number(await env.redis.llen(keys.order)),
+      orderBytes: await usage(keys.order),
     };
-    const outgoingBytes = await usage('chat:outgoing');
+    let outgoingBytes = 0;
+    for (const p of LAYOUT.partitions) outgoingBytes += await usage(p.outgoing);
 
     const first = samples[0];
     const last = samples[samples.length - 2]; // 'after'

@@ -4,12 +4,12 @@ import { EventBusModule } from '../event-bus/event-bus.module';
 import { HistoryModule } from '../history/history.module';
 import { CancelListener } from './cancel-listener';
 import { ChatWorker } from './chat-worker.service';
-import { GenerationRunner } from './generation.runner';
+import { MessageRunner } from './message-runner';
 import { AI_PROVIDER, AiProvider } from './providers/ai-provider';
 import { MockProvider } from './providers/mock.provider';
 import { OllamaProvider } from './providers/ollama.provider';
 
-/** The AI worker (consumer of chat:incoming) and the model providers behind it. */
+/** The AI worker (reader of the partitions' incoming streams) and the model providers behind it. */
 @Module({
   imports: [EventBusModule, HistoryModule],
   providers: [
@@ -17,11 +17,9 @@ import { OllamaProvider } from './providers/ollama.provider';
       provide: AI_PROVIDER,
       inject: [AppConfig],
       useFactory: (config: AppConfig): AiProvider =>
-        config.ai.provider === 'mock'
-          ? new MockProvider(config.ai.mockTokenDelayMs)
-          : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
+        config.ai.provider === 'mock' ? new MockProvider(config.ai.mockTokenDelayMs) : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
     },
-    GenerationRunner,
+    MessageRunner,
     CancelListener,
     ChatWorker,
   ],

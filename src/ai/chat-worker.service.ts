@@ -3,18 +3,15 @@ import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AppConfig } from '../config/app-config';
-import { decodeCommand } from '../event-bus/envelopes';
-import { EventBus } from '../event-bus/event-bus.service';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { STREAMS } from '../event-bus/stream-names';
-import { StreamEntry } from '../event-bus/stream-reply';
 import { ABORTED, sleep, untilAborted } from '../event-bus/stream-tail';
-import { WorkerGroup } from '../event-bus/worker-group';
+import { PartitionEntry, WorkerGroup } from '../event-bus/worker-group';
+import { WorkerRegistry } from '../event-bus/worker-registry';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
 import { CancelListener } from './cancel-listener';
-import { Metrics } from '../observability/metrics.service';
 import { GenerationSlots } from './generation-slots';
-import { GenerationRunner } from './generation.runner';
+import { MessageRunner } from './message-runner';
+import { isRedisError } from './provider-attempt';
 
 const BLOCK_MS = 2000;
 /**
@@ -22,19 +19,22 @@ const BLOCK_MS = 2000;
  * left, each bounded by the command timeout; a Redis that hangs must not hold the shutdown longer.
  */
 const ABANDON_WAIT_MS = 1000;
+/** Redis calls of the shutdown path (mark dead, leave the groups) get this long each. */
+const SHUTDOWN_CALL_MS = 1000;
 
 interface InFlight {
+  entry: PartitionEntry;
   controller: AbortController;
   done: Promise<void>;
   /** Known once the command is decoded. */
-  messageId?: string;
+  messageId: string | null;
 }
 
 /**
- * Consumes chat:incoming through the `ai-workers` group and runs up to WORKER_CONCURRENCY
- * generations at once. It asks Redis only for as many commands as it has free slots, so work it
- * cannot start stays available to other workers. A command is acknowledged only after its outcome
- * is published and stored. Live work has its claim refreshed; work of dead workers is taken over.
+ * Reads head messages from every partition through the `ai-workers` groups and runs up to
+ * WORKER_CONCURRENCY of them at once; reads only while a slot is free and hands back what it read
+ * beyond its free slots. Heartbeats on a timer of its own and takes over the messages of workers
+ * that went silent (docs/design.md, "Workers").
  */
 @Injectable()
 export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -43,22 +43,24 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private readonly inFlight = new Map<string, InFlight>();
   private connection: Redis | null = null;
   private loop: Promise<void> | null = null;
-  private maintenance: NodeJS.Timeout | null = null;
-  private maintaining = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private beating = false;
   private stopping = false;
   /** Aborted by `stop`: ends a read or a backoff the read loop is waiting on. */
   private halt = new AbortController();
   private slotFreed: (() => void) | null = null;
   private readonly slots: GenerationSlots;
+  /** Set after a read failed: the next read first runs this consumer's own pending entries. */
+  private recoverOwn = false;
+  private rotation = 0;
 
   constructor(
     private readonly config: AppConfig,
     private readonly redis: RedisConnections,
-    private readonly bus: EventBus,
     private readonly group: WorkerGroup,
-    private readonly runner: GenerationRunner,
+    private readonly registry: WorkerRegistry,
+    private readonly runner: MessageRunner,
     private readonly cancels: CancelListener,
-    private readonly metrics: Metrics,
   ) {
     this.slots = new GenerationSlots(config.worker.concurrency);
     this.slots.onRelease(() => this.slotFreed?.());
@@ -73,10 +75,11 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.stopping = false;
     this.halt = new AbortController();
     this.connection = this.redis.openBlocking(`worker:${this.consumer}`);
-    this.loop = this.readLoop(this.connection);
     this.cancels.start(({ messageId }) => this.cancel(messageId));
-    this.maintenance = setInterval(() => void this.maintain(), Math.max(100, Math.floor(this.config.worker.claimIdleMs / 3)));
-    this.logger.log(`worker ${this.consumer} consuming ${STREAMS.incoming} (concurrency ${this.config.worker.concurrency})`);
+    void this.beat();
+    this.heartbeat = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.config.worker.livenessMs / 4)));
+    this.loop = this.readLoop(this.connection);
+    this.logger.log(`worker ${this.consumer} reading ${this.config.redis.partitions} partition(s) (concurrency ${this.config.worker.concurrency})`);
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -84,9 +87,9 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   /**
-   * Stop reading, give in-flight generations SHUTDOWN_GRACE_MS to finish, then abort the rest
-   * without acknowledging them: they stay pending and another worker takes them over. Every wait
-   * here is bounded, whatever Redis does (refusing connections or hanging with them open).
+   * Stop reading, give in-flight generations SHUTDOWN_GRACE_MS, then abort the rest without
+   * acknowledging them and mark this worker dead, so another worker takes them over at its next
+   * heartbeat. A worker with nothing pending leaves the groups. Every wait is bounded, whatever Redis does.
    */
   async stop(): Promise<void> {
     if (!this.loop) return;
@@ -97,22 +100,41 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.connection = null;
     await this.loop;
     this.loop = null;
+    let handedBack = false;
     if (this.inFlight.size > 0) {
       this.logger.log(`waiting up to ${this.config.worker.shutdownGraceMs} ms for ${this.inFlight.size} generation(s)`);
       const all = Promise.all([...this.inFlight.values()].map((f) => f.done));
       const graceOver = await Promise.race([all.then(() => false), sleep(this.config.worker.shutdownGraceMs).then(() => true)]);
       if (graceOver) {
-        this.logger.warn(`leaving ${this.inFlight.size} unfinished generation(s) to other workers`);
+        this.logger.warn(`handing ${this.inFlight.size} unfinished generation(s) over to other workers`);
         for (const f of this.inFlight.values()) f.controller.abort(ABORT_SHUTDOWN);
+        handedBack = true;
         const settled = await Promise.race([all.then(() => true), sleep(ABANDON_WAIT_MS).then(() => false)]);
-        // Still unacknowledged, so another worker takes them over; a late ack from here is harmless.
         if (!settled) this.logger.warn(`${this.inFlight.size} aborted generation(s) still waiting on Redis; not waiting for them`);
       }
     }
+    // Heartbeats ran until every generation settled; stop only now.
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     this.cancels.stop();
-    // Claims were kept fresh until every generation settled; stop only now.
-    if (this.maintenance) clearInterval(this.maintenance);
-    this.maintenance = null;
+    await bounded(this.leave(handedBack), SHUTDOWN_CALL_MS).catch((err: unknown) => {
+      this.logger.warn(`leaving the worker groups failed: ${(err as Error).message}`);
+    });
+  }
+
+  /** Marks this worker dead at once (others take over what it still holds), or leaves the groups when it holds nothing. */
+  private async leave(handedBack: boolean): Promise<void> {
+    if (handedBack || this.inFlight.size > 0) {
+      await this.registry.heartbeat(this.consumer, false);
+      return;
+    }
+    const pending = await this.group.pendingOf(this.consumer, 1);
+    if (pending.length > 0) {
+      await this.registry.heartbeat(this.consumer, false);
+      return;
+    }
+    await this.group.deleteConsumer(this.consumer);
+    await this.registry.forget(this.consumer);
   }
 
   /** Stops the generation of `messageId` if this process runs it. */
@@ -130,115 +152,147 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     let groupReady = false;
     let backoffMs = 100;
     while (!this.stopping) {
-      const free = this.freeSlots();
-      if (free <= 0) {
+      if (this.slots.free <= 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         this.slotFreed = null;
         continue;
       }
-      let entries: StreamEntry[] | typeof ABORTED;
+      let entries: PartitionEntry[] | typeof ABORTED;
+      // Not awaited past `stop`, nor past a dropped connection: a read in flight then is neither
+      // answered nor resent (autoResendUnfulfilledCommands is off) and would hang until its
+      // blocking timeout; the next read first runs this worker's own pending entries.
+      const dropped = new AbortController();
+      const onClose = () => dropped.abort();
+      connection.once('close', onClose);
       try {
-        // Not awaited past `stop`: a command queued while Redis is down may never settle once
-        // the connection is released (see untilAborted).
-        entries = await untilAborted(this.readNew(connection, free, groupReady), halt);
+        entries = await untilAborted(this.read(connection, groupReady), AbortSignal.any([halt, dropped.signal]));
+        if (entries === ABORTED && !halt.aborted) throw new Error('connection closed during the read');
         groupReady = true;
         backoffMs = 100;
       } catch (err) {
         if (this.stopping || connection.status === 'end') break;
         const message = (err as Error).message;
-        // The stream or group vanished (Redis restarted without persistence, or FLUSHALL): recreate it.
+        // The streams or groups vanished (Redis restarted without persistence, or FLUSHALL): recreate them.
         if (message.includes('NOGROUP')) groupReady = false;
-        this.logger.warn(`reading ${STREAMS.incoming} failed, retrying in ${backoffMs} ms: ${message}`);
+        // The read may have been delivered without its reply reaching us: run our own pending entries next.
+        this.recoverOwn = true;
+        this.logger.warn(`reading the incoming streams failed, retrying in ${backoffMs} ms: ${message}`);
         await untilAborted(sleep(backoffMs), halt);
         backoffMs = Math.min(backoffMs * 2, 2000);
         continue;
+      } finally {
+        connection.off('close', onClose);
       }
       if (entries === ABORTED) break;
-      for (const entry of entries) this.dispatch(entry, 1);
+      await this.take(entries);
     }
   }
 
-  /** Creates the group first unless it is known to exist, then reads up to `count` new commands. */
-  private async readNew(connection: Redis, count: number, groupReady: boolean): Promise<StreamEntry[]> {
+  private async read(connection: Redis, groupReady: boolean): Promise<PartitionEntry[]> {
     if (!groupReady) await this.group.ensure(connection);
-    return this.group.readNew(connection, this.consumer, count, BLOCK_MS);
+    if (this.recoverOwn) {
+      const own = (await this.group.readOwnPending(connection, this.consumer)).filter((e) => !this.inFlight.has(e.id));
+      this.recoverOwn = false;
+      if (own.length > 0) {
+        this.logger.log(`running ${own.length} pending command(s) of this worker again`);
+        return own;
+      }
+    }
+    return this.group.readNew(connection, this.consumer, BLOCK_MS, this.rotation++);
+  }
+
+  /** Runs what fits in the free slots and hands the rest back at once. */
+  private async take(entries: PartitionEntry[]): Promise<void> {
+    const extra: PartitionEntry[] = [];
+    for (const entry of entries) {
+      if (this.inFlight.has(entry.id)) continue;
+      const release = this.slots.tryAcquire();
+      if (release) this.dispatch(entry, release);
+      else extra.push(entry);
+    }
+    if (extra.length === 0) return;
+    await Promise.all(extra.map((e) => this.group.release(e))).catch((err: unknown) => {
+      // Still pending with us: run them later from our own pending entries.
+      this.recoverOwn = true;
+      this.logger.warn(`handing back ${extra.length} command(s) failed: ${(err as Error).message}`);
+    });
+  }
+
+  private dispatch(entry: PartitionEntry, release: () => void): void {
+    const task: InFlight = { entry, controller: new AbortController(), done: Promise.resolve(), messageId: messageIdOf(entry) };
+    // Registered before it starts, so a cancel or shutdown can reach it from the first moment.
+    this.inFlight.set(entry.id, task);
+    task.done = this.runner
+      .run(entry, this.consumer, task.controller.signal)
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          // Still pending with this consumer: run it again (a new attempt) once Redis answers.
+          this.recoverOwn = true;
+          const what = isRedisError(err) ? 'Redis failed' : 'failed';
+          this.logger.error(`processing ${entry.id} ${what}, will run it again: ${(err as Error).message}`);
+        },
+      )
+      .finally(() => {
+        this.inFlight.delete(entry.id);
+        release();
+      });
   }
 
   /**
-   * How many commands to take now: no more than free generation slots, and no more held in all
-   * (running + waiting for an earlier message of their session) than four times the concurrency.
+   * Every quarter of WORKER_LIVENESS_MS: says this worker is alive and, with free slots, takes
+   * over the messages of workers silent for longer than that; dead workers holding nothing leave
+   * the groups.
    */
-  private freeSlots(): number {
-    const maxHeld = this.config.worker.concurrency * 4;
-    return Math.min(this.slots.free, maxHeld - this.inFlight.size);
-  }
-
-  /** Refreshes the claims of live work, then takes over stalled work if there is room. */
-  private async maintain(): Promise<void> {
-    if (this.maintaining) return;
-    this.maintaining = true;
+  private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
     try {
-      const lost = await this.group.keepAlive(this.consumer, [...this.inFlight.keys()]);
-      for (const id of lost) {
-        // Another worker took it over while this process was stalled: two must never answer one message.
-        this.logger.warn(`lost the claim on ${id} to another worker; stopping it here`);
-        this.inFlight.get(id)?.controller.abort(ABORT_SHUTDOWN);
-      }
-      // Claims only need a generation slot: the claimed message may be the one others wait for.
-      const free = this.slots.free;
-      if (this.stopping || free <= 0) return;
-      const { claimed, lost: trimmed } = await this.group.claimStalled(this.consumer, this.config.worker.claimIdleMs, free);
-      for (const id of trimmed) {
-        // Trimmed while pending: nothing left to answer. STREAM_MAX_LEN is far above MAX_BACKLOG to make this rare.
-        this.logger.error(`pending command ${id} was trimmed from ${STREAMS.incoming} before it was answered`);
-      }
-      for (const entry of claimed) {
-        if (this.inFlight.has(entry.id)) continue;
-        this.logger.warn(`taking over ${entry.id} (delivery ${entry.deliveries}) from a silent worker`);
-        this.dispatch(entry, entry.deliveries);
+      const dead = await this.registry.heartbeat(this.consumer, true);
+      for (const consumer of dead) {
+        const free = this.slots.free;
+        if (this.stopping || free <= 0) break;
+        const pending = await this.group.pendingOf(consumer, free);
+        if (pending.length === 0) {
+          await this.group.deleteConsumer(consumer);
+          await this.registry.forget(consumer);
+          this.logger.log(`removed dead worker ${consumer} from the groups`);
+          continue;
+        }
+        const claimed = await this.group.claim(pending, this.consumer, Math.floor(this.config.worker.livenessMs / 2));
+        for (const entry of claimed) {
+          if (entry.fields.length === 0) {
+            await this.group.ack(entry); // ended and deleted while its worker was dead
+            continue;
+          }
+          this.logger.warn(`taking over ${entry.id} (delivery ${entry.deliveries}) from silent worker ${consumer}`);
+          const release = this.slots.tryAcquire();
+          if (release) this.dispatch(entry, release);
+          else await this.group.release(entry);
+        }
       }
     } catch (err) {
-      this.logger.warn(`claim maintenance failed: ${(err as Error).message}`);
+      this.logger.warn(`heartbeat failed: ${(err as Error).message}`);
     } finally {
-      this.maintaining = false;
+      this.beating = false;
     }
   }
+}
 
-  private dispatch(entry: StreamEntry, attempt: number): void {
-    const task: InFlight = { controller: new AbortController(), done: Promise.resolve() };
-    // Registered before it starts, so a cancel or shutdown can reach it from the first moment.
-    this.inFlight.set(entry.id, task);
-    task.done = this.process(entry, attempt, task)
-      .catch((err: unknown) => {
-        // Not acknowledged: the entry stays pending and another worker takes it over.
-        this.logger.error(`processing ${entry.id} failed, left pending: ${(err as Error).message}`);
-      })
-      .finally(() => {
-        this.inFlight.delete(entry.id);
-        this.slotFreed?.();
-      });
+function messageIdOf(entry: PartitionEntry): string | null {
+  const at = entry.fields.indexOf('data');
+  if (at < 0 || at + 1 >= entry.fields.length) return null;
+  try {
+    const data: unknown = JSON.parse(entry.fields[at + 1]);
+    const id = typeof data === 'object' && data !== null ? (data as { messageId?: unknown }).messageId : undefined;
+    return typeof id === 'string' ? id : null;
+  } catch {
+    return null;
   }
+}
 
-  private async process(entry: StreamEntry, attempt: number, task: InFlight): Promise<void> {
-    const signal = task.controller.signal;
-    const decoded = decodeCommand(entry.fields);
-    if (!decoded.ok) {
-      await this.bus.deadLetter({
-        stream: STREAMS.incoming,
-        entryId: entry.id,
-        reason: `malformed command: ${decoded.reason}`,
-        fields: entry.fields,
-      });
-      this.metrics.deadLetters.inc();
-      await this.group.ack(entry.id);
-      return;
-    }
-    task.messageId = decoded.value.payload.messageId;
-    const delivery = { entryId: entry.id, attempt };
-    const result =
-      attempt > this.config.worker.maxDeliveries
-        ? await this.runner.giveUp(decoded.value.payload, delivery)
-        : await this.runner.run(decoded.value.payload, delivery, signal, this.slots);
-    if (result === 'finished') await this.group.ack(entry.id);
-  }
+function bounded<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { GLOBAL_KEYS, sessionKeys } from '../event-bus/stream-names';
+import { GLOBAL_KEYS, KeyLayout } from '../event-bus/stream-names';
 import { encodeToken, parseToken, signedByAny } from './token-format';
 
 const SECRET_REFRESH_MS = 60_000;
@@ -41,6 +41,7 @@ export class SessionTokens {
   constructor(
     private readonly config: AppConfig,
     private readonly redis: RedisConnections,
+    private readonly keys: KeyLayout,
   ) {
     this.previousSecrets = config.auth.previousSecrets.map((s) => Buffer.from(s));
   }
@@ -76,12 +77,12 @@ export class SessionTokens {
     // Longer than this deployment would issue now (TOKEN_TTL_SECONDS was lowered): the revocation
     // key would not outlive it, so it is treated as expired.
     if (parsed.expiresAt > now + this.config.auth.tokenTtlSeconds + CLOCK_SKEW_SECONDS) return { refused: 'expired' };
-    if ((await this.redis.commands.exists(sessionKeys(parsed.sessionId).revoked)) > 0) return { refused: 'revoked' };
+    if ((await this.redis.commands.exists(this.keys.session(parsed.sessionId).revoked)) > 0) return { refused: 'revoked' };
     return { sessionId: parsed.sessionId, expiresAt: parsed.expiresAt };
   }
 
   /**
-   * How long a revocation (`sessionKeys(sid).revoked`, set by the delete itself) must last: until every
+   * How long a revocation (`KeyLayout.session(sid).revoked`, set by the delete script itself) must last: until every
    * token of the session has expired anyway. 0 without tokens (AUTH_MODE=none): nothing to revoke.
    */
   get revocationSeconds(): number {

@@ -98,7 +98,10 @@ export class ChatEventsController implements BeforeApplicationShutdown {
     req.on('close', close);
     try {
       detach = await this.resumable.open(sessionId, lastEventId, {
-        deliver: (event) => write(event.type, event.eventId, { ...event.payload, eventId: event.eventId }),
+        // chat.status is live only (never in the session log): no `id:` line, so the browser's
+        // Last-Event-ID stays on an event a resume can start from.
+        deliver: (event) =>
+          write(event.type, event.type === 'chat.status' ? null : event.eventId, { ...event.payload, eventId: event.eventId }),
         resync: () => write('chat.resync', null, resyncPayload(sessionId)),
       });
       if (req.destroyed) close();

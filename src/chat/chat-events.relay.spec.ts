@@ -1,40 +1,42 @@
+import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { eventually } from '../../test/support/eventually';
+import { freePort } from '../../test/support/redis-server';
 import { appConnections, freshRedis } from '../../test/support/test-redis';
-import { DeliveredEvent } from '../event-bus/envelopes';
-import { EventBus } from '../event-bus/event-bus.service';
+import { DeliveredEvent, encodeEvent } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { SessionEventLog } from '../event-bus/session-event-log';
-import { sessionKeys, STREAMS, userPartField } from '../event-bus/stream-names';
+import { KeyLayout, WORKER_GROUP } from '../event-bus/stream-names';
+import { parseReadReply } from '../event-bus/stream-reply';
+import { MessageRef, MessageStore } from '../history/message-store';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ResumableEvents } from './resumable-events';
 import { SessionEventHub } from './session-event-hub';
 
 const deltaOf = (event: DeliveredEvent): string => (event.type === 'chat.delta' ? event.payload.delta : `(${event.type})`);
 
-describe('ChatEventsRelay with resuming clients (real Redis)', () => {
+describe('ChatEventsRelay and ResumableEvents (real Redis)', () => {
   let redis: Redis;
   let connections: RedisConnections;
-  let bus: EventBus;
+  let layout: KeyLayout;
+  let store: MessageStore;
   let hub: SessionEventHub;
   let relay: ChatEventsRelay;
   let resumable: ResumableEvents;
+  const sunk: DeliveredEvent[] = [];
 
   beforeAll(async () => {
+    Logger.overrideLogger(['error']);
     redis = await freshRedis();
     const app = await appConnections();
     connections = app.connections;
-    bus = new EventBus(connections, app.config);
+    layout = new KeyLayout(app.config.redis.partitions);
+    store = new MessageStore(connections, app.config, layout);
     hub = new SessionEventHub();
-    relay = new ChatEventsRelay(connections, hub, bus);
-    resumable = new ResumableEvents(hub, new SessionEventLog(connections));
-    relay.start(() => undefined);
-    // The relay follows chat:outgoing from its newest entry: wait until its read is blocked in Redis.
-    await eventually(
-      async () => String(await redis.client('LIST')),
-      (list) => /name=ai-assistant:tail:chat:outgoing .*flags=b/.test(list),
-    );
+    relay = new ChatEventsRelay(connections, layout, hub);
+    relay.onEvent((event) => sunk.push(event));
+    resumable = new ResumableEvents(relay, hub, new SessionEventLog(connections, layout));
   });
 
   afterAll(async () => {
@@ -43,18 +45,120 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     await redis.quit();
   });
 
+  const newSession = () => `s-${randomUUID()}`;
+
+  /** A session whose one message is streaming: what a worker holds. */
+  async function streamingMessage(sessionId = newSession()): Promise<{ ref: MessageRef; attempt: number }> {
+    const ref = { sessionId, messageId: randomUUID() };
+    expect((await store.send(ref, null, { content: 'hi', createdAt: new Date().toISOString() })).result).toBe('queued');
+    const partition = layout.partitionOf(sessionId);
+    await redis.xgroup('CREATE', partition.incoming, WORKER_GROUP, '0', 'MKSTREAM').catch(() => undefined);
+    for (const entry of parseReadReply(
+      await redis.xreadgroup('GROUP', WORKER_GROUP, 'w', 'COUNT', 100, 'STREAMS', partition.incoming, '>'),
+    )) {
+      if (!entry.fields.join(' ').includes(ref.messageId)) continue;
+      const started = await store.start(ref, entry.id, 'w', null);
+      if (started.result === 'started') return { ref, attempt: started.attempt };
+    }
+    throw new Error('not started');
+  }
+
+  const delta = (ref: MessageRef, text: string) => ({ type: 'chat.delta' as const, payload: { ...ref, delta: text } });
+
+  /** A session in another partition than `sessionId`'s. */
+  function sessionElsewhere(sessionId: string): string {
+    for (;;) {
+      const other = newSession();
+      if (layout.partitionOf(other).index !== layout.partitionOf(sessionId).index) return other;
+    }
+  }
+
+  it('delivers what is written once the watch resolved, to the sinks and the hub, and nothing of partitions not watched', async () => {
+    const { ref, attempt } = await streamingMessage();
+    const before = await store.emit(ref, attempt, delta(ref, 'before'));
+    const unwatch = await relay.watch(ref.sessionId);
+    const got: DeliveredEvent[] = [];
+    const stop = hub.subscribe(ref.sessionId, (event) => got.push(event));
+    const unwatched = await streamingMessage(sessionElsewhere(ref.sessionId));
+    try {
+      const after = await store.emit(ref, attempt, delta(ref, 'after'));
+      await store.emit(unwatched.ref, unwatched.attempt, delta(unwatched.ref, 'elsewhere'));
+      await eventually(
+        () => got.length,
+        (n) => n >= 1,
+      );
+      expect(got.map(deltaOf)).toEqual(['after']);
+      expect(got[0].eventId).toBe(after.result === 'emitted' ? after.eventId : null);
+      expect(before.result).toBe('emitted');
+      expect(sunk.filter((e) => e.payload.sessionId === ref.sessionId).map(deltaOf)).toEqual(['after']);
+      expect(sunk.some((e) => e.payload.sessionId === unwatched.ref.sessionId)).toBe(false);
+      expect(relay.watchedStreams).toContain(layout.partitionOf(ref.sessionId).outgoing);
+      expect(relay.watchedStreams).not.toContain(layout.partitionOf(unwatched.ref.sessionId).outgoing);
+    } finally {
+      stop();
+      unwatch();
+    }
+  });
+
+  it('a newly watched partition interrupts the read in flight (no wait for its BLOCK to time out)', async () => {
+    const first = await streamingMessage();
+    const unwatchFirst = await relay.watch(first.ref.sessionId);
+    // the reader is blocked on the first partition by now
+    await eventually(
+      async () => String(await redis.client('LIST')),
+      (list) => /name=ai-assistant:relay .*flags=b/.test(list),
+    );
+    const second = await streamingMessage(sessionElsewhere(first.ref.sessionId));
+    const unwatchSecond = await relay.watch(second.ref.sessionId);
+    const got: DeliveredEvent[] = [];
+    const stop = hub.subscribe(second.ref.sessionId, (event) => got.push(event));
+    try {
+      const began = Date.now();
+      await store.emit(second.ref, second.attempt, delta(second.ref, 'quick'));
+      await eventually(
+        () => got.length,
+        (n) => n === 1,
+        2000,
+      );
+      expect(Date.now() - began).toBeLessThan(1500);
+    } finally {
+      stop();
+      unwatchFirst();
+      unwatchSecond();
+    }
+  });
+
+  it('skips a malformed entry and goes on', async () => {
+    const { ref, attempt } = await streamingMessage();
+    const unwatch = await relay.watch(ref.sessionId);
+    const got: DeliveredEvent[] = [];
+    const stop = hub.subscribe(ref.sessionId, (event) => got.push(event));
+    try {
+      const stream = layout.partitionOf(ref.sessionId).outgoing;
+      await redis.xadd(stream, '*', 'v', '1', 'type', 'chat.delta', 'data', 'not json');
+      await redis.xadd(stream, '*', 'v', '9', 'type', 'chat.delta', 'data', '{}');
+      await store.emit(ref, attempt, delta(ref, 'fine'));
+      await eventually(
+        () => got.map(deltaOf),
+        (deltas) => deltas.includes('fine'),
+      );
+      expect(got.map(deltaOf)).toEqual(['fine']);
+    } finally {
+      stop();
+      unwatch();
+    }
+  });
+
   it('a client resuming while events are delivered replays exactly what it missed, then goes live', async () => {
-    const sessionId = `s-${randomUUID()}`;
-    const messageId = randomUUID();
-    // Deltas are logged only while their message is in the history.
-    await redis.hset(sessionKeys(sessionId).messages, userPartField(messageId), '{}');
+    const { ref, attempt } = await streamingMessage();
+    const unwatch = await relay.watch(ref.sessionId);
     const total = 300;
     const delivered: DeliveredEvent[] = [];
     const resumers: { from: string; fromIndex: number; got: string[] }[] = [];
-    const opening: Promise<unknown>[] = [];
+    const opening: Promise<() => void>[] = [];
     // A live client; every 7th event it "reconnects" from an event a few back, at the very moment
     // the relay delivers: the events it missed must come from the log, the rest live, none twice.
-    const stopLive = hub.subscribe(sessionId, (event) => {
+    const stopLive = hub.subscribe(ref.sessionId, (event) => {
       delivered.push(event);
       const index = delivered.length - 1;
       if (index % 7 !== 6) return;
@@ -62,7 +166,7 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
       const resumer = { from: delivered[fromIndex].eventId, fromIndex, got: [] as string[] };
       resumers.push(resumer);
       opening.push(
-        resumable.open(sessionId, resumer.from, {
+        resumable.open(ref.sessionId, resumer.from, {
           deliver: (e) => resumer.got.push(deltaOf(e)),
           resync: () => resumer.got.push('(resync)'),
         }),
@@ -70,7 +174,7 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
     });
     try {
       for (let i = 0; i < total; i++) {
-        void bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId, delta: String(i) } });
+        void store.emit(ref, attempt, delta(ref, String(i)));
         if (i % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
       }
       await eventually(
@@ -86,102 +190,155 @@ describe('ChatEventsRelay with resuming clients (real Redis)', () => {
         // Every event after the one it resumed from, once, in order.
         expect({ from: r.fromIndex, got: r.got }).toEqual({ from: r.fromIndex, got: all.slice(r.fromIndex + 1) });
       }
-      for (const d of detach) (d as () => void)();
+      for (const d of detach) d();
     } finally {
       stopLive();
+      unwatch();
     }
   });
 
-  it("keeps the text of a deleted conversation's message out of the log, off the wire and out of chat:outgoing; its final event becomes chat.cancelled", async () => {
-    const sessionId = `s-${randomUUID()}`;
-    const kept = randomUUID();
-    const deleted = randomUUID();
-    const keys = sessionKeys(sessionId);
-    await redis.hset(keys.messages, userPartField(kept), '{}');
-    await redis.set(keys.deleted, '1', 'EX', 60); // as DELETE /chat/:sessionId leaves it
-    const delivered: DeliveredEvent[] = [];
-    const stop = hub.subscribe(sessionId, (event) => delivered.push(event));
-    try {
-      const ids = {
-        keptDelta: await bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId: kept, delta: 'fine' } }),
-        deletedDelta: await bus.publishEvent({ type: 'chat.delta', payload: { sessionId, messageId: deleted, delta: 'SECRET-1' } }),
-        // published just before the delete, not relayed yet: the clients that saw the message start
-        // still get exactly one final event for it, without its text
-        deletedCompleted: await bus.publishEvent({
-          type: 'chat.completed',
-          payload: { sessionId, messageId: deleted, content: 'SECRET-2', usage: { promptTokens: 1, completionTokens: 1 } },
-        }),
-      };
-      await eventually(
-        () => delivered.length,
-        (n) => n === 2,
-        5_000,
-      );
-      expect(delivered).toEqual([
-        expect.objectContaining({ type: 'chat.delta', eventId: ids.keptDelta }),
-        { type: 'chat.cancelled', payload: { sessionId, messageId: deleted }, eventId: ids.deletedCompleted },
-      ]);
-      const logged = await redis.xrange(keys.events, '-', '+');
-      expect(logged.map(([id]) => id)).toEqual([ids.keptDelta, ids.deletedCompleted]);
-      expect(logged[1][1]).toContain('chat.cancelled');
-      expect(JSON.stringify(logged)).not.toMatch(/SECRET/);
-      expect(await redis.ttl(keys.events)).toBeGreaterThan(0);
-      const outgoing = await redis.xrange(STREAMS.outgoing, '-', '+');
-      expect(JSON.stringify(outgoing)).not.toMatch(/SECRET/);
-      expect(outgoing.map(([id]) => id)).toContain(ids.keptDelta);
-      // A second relay copying the same final event decides alike: the replacement, never the text.
-      const again = await bus.appendToSessionLogs([
-        {
-          sessionId,
-          eventId: ids.deletedCompleted,
-          fields: ['v', '1', 'type', 'chat.completed', 'data', JSON.stringify({ sessionId, messageId: deleted, content: 'SECRET-2' })],
-          refreshesTtl: true,
-          textOf: deleted,
-          finalReplacement: ['v', '1', 'type', 'chat.cancelled', 'data', JSON.stringify({ sessionId, messageId: deleted })],
-        },
-      ]);
-      expect([...again]).toEqual([[ids.deletedCompleted, 'replaced']]);
-    } finally {
-      stop();
-    }
-  });
-
-  it('logs and delivers the events of a message merely trimmed from a history that was never deleted', async () => {
-    const sessionId = `s-${randomUUID()}`;
-    const trimmed = randomUUID();
-    const delivered: DeliveredEvent[] = [];
-    const stop = hub.subscribe(sessionId, (event) => delivered.push(event));
-    try {
-      const id = await bus.publishEvent({
-        type: 'chat.completed',
-        payload: { sessionId, messageId: trimmed, content: 'kept', usage: { promptTokens: 1, completionTokens: 1 } },
+  describe('resume completeness', () => {
+    async function resume(sessionId: string, from: string): Promise<{ got: string[]; close: () => void }> {
+      const got: string[] = [];
+      const close = await resumable.open(sessionId, from, {
+        deliver: (e) => got.push(deltaOf(e)),
+        resync: () => got.push('(resync)'),
       });
+      return { got, close };
+    }
+
+    it('replays without chat.resync from an id the log holds, and from 0-0 while nothing was trimmed', async () => {
+      const { ref, attempt } = await streamingMessage();
+      const one = await store.emit(ref, attempt, delta(ref, 'one'));
+      await store.emit(ref, attempt, delta(ref, 'two'));
+      if (one.result !== 'emitted') throw new Error(one.result);
+      const fromOne = await resume(ref.sessionId, one.eventId);
+      expect(fromOne.got).toEqual(['two']);
+      const fromStart = await resume(ref.sessionId, '0-0');
+      expect(fromStart.got).toEqual(['(chat.user_message)', '(chat.started)', 'one', 'two']);
+      const fresh = await resume(newSession(), '0-0');
+      expect(fresh.got).toEqual([]);
+      for (const r of [fromOne, fromStart, fresh]) r.close();
+    });
+
+    it('sends chat.resync first when the id is not in the log (unknown, trimmed, or Redis lost it), then what the log has', async () => {
+      const { ref, attempt } = await streamingMessage();
+      await store.emit(ref, attempt, delta(ref, 'kept'));
+      // an id between two entries: never an event of this log
+      const [first] = await redis.xrange(layout.session(ref.sessionId).events, '-', '+', 'COUNT', 1);
+      const [ms, seq] = first[0].split('-');
+      const unknown = `${ms}-${Number(seq) + 1000}`;
+      const r = await resume(ref.sessionId, unknown);
+      expect(r.got[0]).toBe('(resync)');
+      expect(r.got).toContain('kept');
+      r.close();
+      // a log that is gone (expired, or a Redis without its data)
+      await redis.del(layout.session(ref.sessionId).events);
+      const gone = await resume(ref.sessionId, first[0]);
+      expect(gone.got).toEqual(['(resync)']);
+      gone.close();
+    });
+
+    it('takes the id of a chat.status event (live only, never logged) as a place in the log, and never replays status events', async () => {
+      const { ref, attempt } = await streamingMessage();
+      const unwatch = await relay.watch(ref.sessionId);
+      const live: string[] = [];
+      const stop = hub.subscribe(ref.sessionId, (e) => live.push(e.type));
+      try {
+        const status = await store.emit(ref, attempt, {
+          type: 'chat.status',
+          payload: { ...ref, state: 'waiting_for_model', detail: 'Waiting for the model…' },
+        });
+        await store.emit(ref, attempt, delta(ref, 'after'));
+        if (status.result !== 'emitted') throw new Error(status.result);
+        await eventually(
+          () => live,
+          (types) => types.includes('chat.delta'),
+        );
+        expect(live).toEqual(['chat.status', 'chat.delta']);
+        const r = await resume(ref.sessionId, status.eventId);
+        expect(r.got).toEqual(['after']);
+        const all = await resume(ref.sessionId, '0-0');
+        expect(all.got).not.toContain('(chat.status)');
+        r.close();
+        all.close();
+      } finally {
+        stop();
+        unwatch();
+      }
+    });
+  });
+
+  it('reads a stream from its start again when its ids went back after a reconnect (Redis restarted without it)', async () => {
+    const { ref, attempt } = await streamingMessage();
+    const unwatch = await relay.watch(ref.sessionId);
+    const got: DeliveredEvent[] = [];
+    const stop = hub.subscribe(ref.sessionId, (event) => got.push(event));
+    try {
+      await store.emit(ref, attempt, delta(ref, 'before'));
       await eventually(
-        () => delivered.length,
+        () => got.length,
         (n) => n === 1,
-        5_000,
       );
-      expect(delivered[0].eventId).toBe(id);
-      expect((await redis.xrange(sessionKeys(sessionId).events, '-', '+')).map(([entryId]) => entryId)).toEqual([id]);
+      // the stream is gone and the reader's connection drops, as in a restart without persistence
+      const stream = layout.partitionOf(ref.sessionId).outgoing;
+      await redis.del(stream);
+      const db = (await redis.client('INFO')).match(/ db=(\d+)/)?.[1];
+      const reader = String(await redis.client('LIST'))
+        .split('\n')
+        .find((line) => line.includes('name=ai-assistant:relay ') && line.includes(` db=${db} `));
+      const readerId = reader?.match(/^id=(\d+)/)?.[1];
+      expect(readerId).toBeDefined();
+      await redis.client('KILL', 'ID', readerId as string);
+      // a new stream with ids below what the relay had read (another clock)
+      await eventually(
+        async () => {
+          try {
+            return await redis.xadd(stream, '1-1', ...encodeEvent(delta(ref, 'after restart')));
+          } catch {
+            return null;
+          }
+        },
+        (id) => id === '1-1',
+      );
+      await eventually(
+        () => got.map(deltaOf),
+        (deltas) => deltas.includes('after restart'),
+        10_000,
+      );
     } finally {
       stop();
+      unwatch();
     }
   });
 
-  it('takes an entry another relay logged first as done, not as a failure', async () => {
-    const sessionId = `s-${randomUUID()}`;
-    const messageId = randomUUID();
-    await redis.hset(sessionKeys(sessionId).messages, userPartField(messageId), '{}');
-    const entry = {
-      sessionId,
-      eventId: '1-1',
-      fields: ['v', '1', 'type', 'chat.delta', 'data', JSON.stringify({ sessionId, messageId, delta: 'x' })],
-      refreshesTtl: false,
-      textOf: messageId,
-      finalReplacement: null,
-    };
-    expect([...(await bus.appendToSessionLogs([entry]))]).toEqual([]);
-    expect([...(await bus.appendToSessionLogs([entry]))]).toEqual([]);
-    expect(await redis.xlen(sessionKeys(sessionId).events)).toBe(1);
+  it('refuses a watch while Redis is unreachable, and stop() still returns at once', async () => {
+    // Nothing listens there: the reader's connection keeps waiting to reconnect.
+    const { connections: nowhere } = await appConnections(`redis://127.0.0.1:${await freePort()}`, false);
+    const stranded = new ChatEventsRelay(nowhere, layout, new SessionEventHub());
+    try {
+      // the watch cannot fix its start without Redis: refused, so its client is refused too
+      await expect(stranded.watch(newSession())).rejects.toThrow();
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        stranded.stop().then(() => 'stopped'),
+        new Promise((resolve) => (timer = setTimeout(resolve, 1000, 'still waiting after 1 s'))),
+      ]);
+      clearTimeout(timer);
+      expect(outcome).toBe('stopped');
+    } finally {
+      await nowhere.onApplicationShutdown();
+    }
+  });
+
+  it('keeps a released partition for a while, and refuses watches once stopped', async () => {
+    const sessionId = newSession();
+    const unwatch = await relay.watch(sessionId);
+    unwatch();
+    unwatch();
+    expect(relay.watchedStreams).toContain(layout.partitionOf(sessionId).outgoing);
+    const other = new ChatEventsRelay(connections, layout, new SessionEventHub());
+    await other.stop();
+    await expect(other.watch(sessionId)).rejects.toThrow(/stopped/);
   });
 });

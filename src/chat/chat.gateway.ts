@@ -42,6 +42,7 @@ export type ServerToClientEvents = { [K in ChatEventType]: (payload: ChatEventMa
 interface SocketData {
   sessionId: string;
   lastEventId: string | null;
+  /** Ends the socket's delivery: its place in the room or its resume, and its watch of the partition. */
   detach?: () => void;
   /** Gives back the socket's place under the session's connection cap. */
   release?: Release;
@@ -104,30 +105,40 @@ export class ChatGateway
         done('unavailable');
       });
     });
-    this.relay.start((event) => this.emit(event));
+    this.relay.onEvent((event) => this.emit(event));
   }
 
   /**
-   * Only sockets that passed the middleware get here. Without lastEventId the socket joins its
-   * session's room (one broadcast per event). With it, the socket is served by ResumableEvents:
-   * every event after that id, then the live ones, without gap or duplicate.
+   * Only sockets that passed the middleware get here. Either way the relay watches the session's
+   * partition first, so nothing written from then on can pass the socket by. Without lastEventId
+   * the socket then joins its session's room (one broadcast per event). With it, the socket is
+   * served by ResumableEvents: every event after that id, then the live ones, without gap or
+   * duplicate.
    */
   async handleConnection(socket: ChatSocket): Promise<void> {
     this.limitEvents(socket);
     this.metrics.connectedClients.inc({ transport: 'socket.io' });
     const { sessionId, lastEventId } = socket.data;
-    if (!lastEventId) {
-      void socket.join(roomOf(sessionId));
-      return;
-    }
     try {
-      socket.data.detach = await this.resumable.open(sessionId, lastEventId, {
-        deliver: (event) => socket.emit(event.type, { ...event.payload, eventId: event.eventId }),
-        resync: () => socket.emit('chat.resync', resyncPayload(sessionId)),
-      });
+      if (!lastEventId) {
+        const unwatch = await this.relay.watch(sessionId);
+        if (socket.disconnected) return unwatch(); // gone meanwhile: a dead socket must not join
+        const room = roomOf(sessionId);
+        // Joined in the same turn as the watch resolved: no event can be relayed in between.
+        void socket.join(room);
+        socket.data.detach = () => {
+          unwatch();
+          void socket.leave(room);
+        };
+      } else {
+        socket.data.detach = await this.resumable.open(sessionId, lastEventId, {
+          deliver: (event) => socket.emit(event.type, { ...event.payload, eventId: event.eventId }),
+          resync: () => socket.emit('chat.resync', resyncPayload(sessionId)),
+        });
+      }
       if (socket.disconnected) socket.data.detach();
     } catch (err) {
-      this.logger.warn(`replay for session ${sessionId} failed: ${(err as Error).message}`);
+      this.logger.warn(`opening the events of session ${sessionId} failed: ${(err as Error).message}`);
       socket.disconnect(true);
     }
   }
@@ -199,8 +210,7 @@ export class ChatGateway
     this.stopping = true;
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    await this.relay.stop();
+  onApplicationShutdown(): void {
     this.server?.disconnectSockets(true);
   }
 

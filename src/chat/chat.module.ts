@@ -13,7 +13,10 @@ import { ResumableEvents } from './resumable-events';
 import { SessionEventHub } from './session-event-hub';
 import { SessionsController } from './sessions.controller';
 
-/** The public face of the chat: HTTP routes, the Socket.IO gateway and the relay behind it. */
+/**
+ * The public face of the chat: HTTP routes, the Socket.IO gateway, SSE and the plain WebSocket, and
+ * the relay behind them (its own provider: every way in watches partitions through it).
+ */
 @Module({
   imports: [EventBusModule, HistoryModule, AuthModule, LimitsModule],
   controllers: [SessionsController, ChatController, ChatEventsController],

@@ -1,20 +1,16 @@
-import {
-  BadRequestException,
-  Injectable,
-  Logger,
-  NotFoundException,
-  ServiceUnavailableException,
-  UnauthorizedException,
-} from '@nestjs/common';
+import { BadRequestException, Injectable, Logger, NotFoundException, UnauthorizedException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { AppConfig } from '../config/app-config';
-import { allWritten } from '../event-bus/all-written';
+import { CancelSignals } from '../event-bus/cancel-signals';
+import { DeadLetters } from '../event-bus/dead-letters';
 import { ThinkLevel } from '../event-bus/envelopes';
-import { EventBus } from '../event-bus/event-bus.service';
+import { RedisConnections } from '../event-bus/redis-connections';
 import { SessionEventLog } from '../event-bus/session-event-log';
-import { ChatHistoryStore } from '../history/chat-history.store';
-import { HistoryMessage } from '../history/stored-message';
-import { backlogFull, SendLimits } from '../limits/send-limits.service';
+import { FIELD, KeyLayout } from '../event-bus/stream-names';
+import { WorkerRegistry } from '../event-bus/worker-registry';
+import { MessageRef, MessageStore } from '../history/message-store';
+import { HistoryMessage, StoredUserPart } from '../history/stored-message';
+import { backlogFull, RetryLaterException, SendLimits } from '../limits/send-limits.service';
 import { about } from '../observability/log-fields';
 import { Metrics } from '../observability/metrics.service';
 
@@ -33,133 +29,111 @@ export interface SendResult {
   status: 'queued';
 }
 
+/** How soon a client whose session queue is full may try again: an answer takes seconds at least. */
+const QUEUE_FULL_RETRY_SECONDS = 5;
+
 /**
- * The command side of the chat: a send is stored in the history, queued for the workers as a
- * chat.generate command, and announced to the session's other tabs as chat.user_message.
+ * The command side of the chat. A send, a cancel and a delete are one script each (MessageStore,
+ * docs/design.md): the script checks the state, changes it and writes the event in one step.
  */
 @Injectable()
 export class ChatService {
   private readonly logger = new Logger(ChatService.name);
 
   constructor(
-    private readonly bus: EventBus,
-    private readonly history: ChatHistoryStore,
+    private readonly store: MessageStore,
     private readonly config: AppConfig,
     private readonly limits: SendLimits,
     private readonly eventLog: SessionEventLog,
+    private readonly signals: CancelSignals,
+    private readonly workers: WorkerRegistry,
+    private readonly deadLetters: DeadLetters,
+    private readonly redis: RedisConnections,
+    private readonly keys: KeyLayout,
     private readonly metrics: Metrics,
   ) {}
 
+  /**
+   * One script stores the user part, queues the message (for the workers when the session is idle,
+   * behind its earlier messages otherwise) and writes chat.user_message, or refuses it as a whole.
+   *
+   * A repeat of an accepted clientMessageId is answered with the first messageId and never refused
+   * by a rate limit: its lookup (one HGET) goes out together with the rate checks, and a repeat found
+   * there is answered whatever they said. It still counts towards the rate, like any request. A
+   * repeat racing its first send past that lookup is caught by the send script itself.
+   */
   async send(input: SendInput): Promise<SendResult> {
     const max = this.config.limits.maxMessageChars;
     if (input.content.length > max) {
       throw new BadRequestException(`content must be at most ${max} characters (got ${input.content.length})`);
     }
-    const { sessionId } = input;
-    const messageId = randomUUID();
-    if (input.clientMessageId) {
-      // A repeat of an accepted send is answered before the limits: it queues nothing.
-      const existing = await this.claimClientMessageId(sessionId, input.clientMessageId, messageId);
-      if (existing) return { messageId: existing, sessionId, status: 'queued' };
-    }
-    try {
-      await this.limits.check(sessionId, input.address ?? null);
-      await this.enqueue(sessionId, messageId, input);
-    } catch (err) {
-      // Not accepted: free the clientMessageId so the client's retry is queued anew, not answered
-      // with a dead id.
-      if (input.clientMessageId) await this.history.unbindClientMessageId(sessionId, input.clientMessageId).catch(() => undefined);
-      throw err;
-    }
-    this.metrics.accepted.inc();
-    this.logger.debug(about({ sessionId, messageId }, 'queued', { chars: input.content.length }));
-    return { messageId, sessionId, status: 'queued' };
-  }
-
-  /**
-   * Order matters. The command goes first, so a history entry always has a command behind it and a
-   * later message never waits on an earlier one that was never queued. The history entry comes
-   * before chat.user_message, so a history read never misses a message whose event it resumes
-   * after. The worker waits for the last mark, so chat.user_message precedes chat.started. If a
-   * step fails the send is refused (503), the entry is taken back and the worker skips the command.
-   * The command's XADD also refuses (503, like the early check in SendLimits) when chat:incoming
-   * holds MAX_BACKLOG commands: checked and added in one script, so concurrent sends cannot
-   * overshoot; the entry written beside it is then taken back like after any failure.
-   *
-   * The writes go out in two round trips of two, not four: command and entry together, then event
-   * and mark together. Each pair shares the one command connection, and Redis runs a connection's
-   * commands in the order sent. The pairs stay apart so that nothing is announced before the
-   * message is really queued (a refused send leaves no chat.user_message behind), and so that a
-   * script Redis has to be sent again (NOSCRIPT, after a restart) cannot fall behind the next pair.
-   * On a Redis Cluster the streams and the session's keys live on different nodes, where only
-   * awaiting each write keeps this order: the place to change when Cluster support comes.
-   */
-  private async enqueue(sessionId: string, messageId: string, input: SendInput): Promise<void> {
-    const createdAt = new Date().toISOString();
-    const think = input.think ? { think: input.think } : {};
-    const command = { type: 'chat.generate' as const, payload: { sessionId, messageId, content: input.content, createdAt, ...think } };
-    await this.allOrTakeBack(sessionId, messageId, [
-      this.bus.publishCommand(command).then((enqueued) => {
-        if (!enqueued.queued) throw backlogFull(enqueued.backlog);
-      }),
-      this.history.appendUserMessage(sessionId, messageId, { content: input.content, createdAt, ...think }).then((appended) => {
-        // A socket (or a request) authenticated just before the session was deleted.
-        if (appended === 'revoked') throw new UnauthorizedException('invalid token: its session was deleted');
-      }),
-    ]);
-    await this.allOrTakeBack(sessionId, messageId, [
-      this.bus.publishEvent({ type: 'chat.user_message', payload: { sessionId, messageId, content: input.content, createdAt } }),
-      this.history.markUserAnnounced(sessionId, messageId),
-    ]);
-  }
-
-  /** Waits for every write; if one failed, takes the history entry back and throws its error. */
-  private async allOrTakeBack(sessionId: string, messageId: string, writes: Promise<unknown>[]): Promise<void> {
-    try {
-      await allWritten(writes);
-    } catch (err) {
-      // The worker skips a command whose history entry is gone. Not awaited: the 503 must not wait
-      // for this cleanup on a hung Redis (the contract's "within 2 s"); it goes out on the same
-      // connection before anything issued after it, such as the clientMessageId's release.
-      void this.history.remove(sessionId, messageId).catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /**
-   * Binds clientMessageId to a new messageId, or returns the messageId of the earlier send with it.
-   * A repeat that races the first send answers only once that send is really queued (its history
-   * entry exists); if the first send fails meanwhile, the repeat takes its place.
-   */
-  private async claimClientMessageId(sessionId: string, clientMessageId: string, messageId: string): Promise<string | null> {
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const existing = await this.history.bindClientMessageId(sessionId, clientMessageId, messageId);
-      if (existing === null) return null;
-      if ((await this.history.getStatus(sessionId, existing)) !== null) return existing;
-      if (Date.now() > deadline) {
-        throw new ServiceUnavailableException('an earlier send with this clientMessageId is still in progress; retry shortly');
+    const { sessionId, clientMessageId } = input;
+    const limited = this.limits.check(sessionId, input.address ?? null).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    if (clientMessageId) {
+      const existing = await this.redis.commands.hget(this.keys.session(sessionId).hash, FIELD.clientId(clientMessageId));
+      if (existing) {
+        await limited;
+        return { messageId: existing, sessionId, status: 'queued' };
       }
-      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const refused = await limited;
+    if (refused) throw refused as Error;
+
+    const ref: MessageRef = { sessionId, messageId: randomUUID() };
+    const user: StoredUserPart = {
+      content: input.content,
+      createdAt: new Date().toISOString(),
+      ...(input.think ? { think: input.think } : {}),
+    };
+    const outcome = await this.store.send(ref, clientMessageId ?? null, user);
+    switch (outcome.result) {
+      case 'queued':
+        this.metrics.accepted.inc();
+        this.logger.debug(about(ref, 'queued', { chars: input.content.length, ahead: outcome.ahead }));
+        return { messageId: ref.messageId, sessionId, status: 'queued' };
+      case 'duplicate':
+        return { messageId: outcome.messageId, sessionId, status: 'queued' };
+      case 'revoked':
+        // A socket (or a request) authenticated just before the session was deleted.
+        throw new UnauthorizedException('invalid token: its session was deleted');
+      case 'backlog_full':
+        throw backlogFull(outcome.backlog);
+      case 'queue_full':
+        throw new RetryLaterException(
+          429,
+          `this chat already has ${outcome.waiting} messages waiting for an answer (MAX_QUEUED_PER_SESSION=${this.config.limits.maxQueuedPerSession}); ` +
+            'wait for an answer or cancel a message',
+          QUEUE_FULL_RETRY_SECONDS,
+        );
     }
   }
 
   /**
-   * Stops a message: a queued one never starts (cancelled here, announced at once); a running one
-   * is stopped by its worker, which keeps the partial answer and announces chat.cancelled. A message
-   * that already ended stays as it is. Unknown messages are a 404.
+   * Stops a message: a waiting or queued one ends at once (cancelled by the script, which starts the
+   * session's next message); a running one gets a cancel mark and its worker a signal, and ends when
+   * the worker stops it (keeping the partial answer), or at once here if that worker is not alive.
+   * A message that already ended stays as it is. Unknown messages are a 404.
    */
   async cancel(sessionId: string, messageId: string): Promise<void> {
-    const result = await this.history.requestCancel(sessionId, messageId);
-    if (result === 'gone') throw new NotFoundException(`no message ${messageId} in this session`);
-    if (result === 'cancelled') {
-      const eventId = await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
-      await this.history.markAnnounced(sessionId, messageId, eventId);
-      this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
-    } else if (result === 'signal') {
-      await this.bus.signalCancel({ sessionId, messageId });
+    const ref: MessageRef = { sessionId, messageId };
+    const outcome = await this.store.cancel(ref, false);
+    let result: string = outcome.result;
+    if (outcome.result === 'gone') throw new NotFoundException(`no message ${messageId} in this session`);
+    if (outcome.result === 'cancelled') this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
+    if (outcome.result === 'signal') {
+      const [, alive] = await Promise.all([this.signals.send(ref), this.workers.isAlive(outcome.owner)]);
+      if (!alive) {
+        // Its worker died (or stops): nobody would act on the signal. The message ends now, with its
+        // last progress snapshot, and a late write of that worker is fenced out.
+        const forced = await this.store.cancel(ref, true);
+        result = `owner ${outcome.owner || '(none)'} not alive: ${forced.result}`;
+        if (forced.result === 'cancelled') this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
+      }
     }
-    this.logger.log(about({ sessionId, messageId }, `cancel requested: ${result}`));
+    this.logger.log(about(ref, `cancel requested: ${result}`));
   }
 
   /**
@@ -169,31 +143,25 @@ export class ChatService {
    */
   async getHistory(sessionId: string): Promise<{ messages: HistoryMessage[]; lastEventId: string | null }> {
     const newest = await this.eventLog.newestId(sessionId);
-    const messages = await this.history.history(sessionId);
+    const messages = await this.store.history(sessionId);
     const streaming = messages.find((m) => m.role === 'assistant' && m.status === 'streaming' && m.resumeFrom);
     return { messages, lastEventId: streaming?.resumeFrom ?? newest };
   }
 
   /**
-   * Deletes the conversation and its text wherever the app keeps it: the history and the session's
-   * event log (one script), the same events in chat:outgoing, and the session's recent dead letters.
-   * Messages still queued or running end as cancelled; their chat.cancelled (no text) is the only
-   * thing of them a resuming client still gets. Text still on its way when the log went is kept
-   * out of it by the relays (EventBus.appendToSessionLogs). What remains is in docs/reliability.md.
-   * `revokeTokensForSeconds` (> 0) revokes the session's tokens in the same script as the delete.
+   * Deletes the conversation and its text wherever the app keeps it. One script ends every message
+   * not ended yet with chat.cancelled (the only thing of them a resuming client still gets), deletes
+   * the session's keys, its log and its events in the partition's stream, and, when
+   * `revokeTokensForSeconds` > 0, revokes the session's tokens. The workers of messages that were
+   * streaming are told to stop (their later writes find nothing and stay silent), and the
+   * session's recent dead letters go too.
    */
   async clear(sessionId: string, revokeTokensForSeconds = 0): Promise<void> {
-    const { unfinished, eventIds } = await this.history.clear(sessionId, revokeTokensForSeconds);
-    for (const messageId of unfinished) {
-      // Stop the worker first, so no delta of it follows the chat.cancelled.
-      await this.bus.signalCancel({ sessionId, messageId });
-      await this.bus.publishEvent({ type: 'chat.cancelled', payload: { sessionId, messageId } });
-      this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
-    }
-    await this.bus.deleteEvents(eventIds);
-    const deadLetters = await this.bus.deleteDeadLetters(sessionId);
+    const { eventsDeleted, streaming } = await this.store.clear(sessionId, revokeTokensForSeconds);
+    await Promise.all(streaming.map((messageId) => this.signals.send({ sessionId, messageId })));
+    const deadLetters = await this.deadLetters.deleteOf(sessionId);
     this.logger.log({
-      msg: `cleared: ${eventIds.length} event(s), ${deadLetters} dead letter(s), ${unfinished.length} unfinished message(s) cancelled`,
+      msg: `cleared: ${eventsDeleted} event(s), ${deadLetters} dead letter(s), ${streaming.length} running message(s) stopped`,
       sessionId,
     });
   }

@@ -2,29 +2,38 @@ import { Injectable } from '@nestjs/common';
 import type { DeliveredEvent } from '../event-bus/envelopes';
 import { SessionEventLog } from '../event-bus/session-event-log';
 import { compareStreamIds } from '../event-bus/stream-reply';
+import { ChatEventsRelay } from './chat-events.relay';
 import { SessionEventHub } from './session-event-hub';
 
 export interface EventTarget {
   deliver(event: DeliveredEvent): void;
-  /** The events after the client's id are no longer retained: it must reload the history. */
+  /** The events after the client's id are no longer all retained: it must reload the history. */
   resync(): void;
 }
 
 /**
- * Resume without gap or duplicate: listen first (buffering), replay the session log after the
- * client's last id, then go live. Event ids follow one order (chat:outgoing), and this process's
- * relay writes each event into the session log before delivering it, so every event missing from
- * the replay arrives live with an id above the replay's last one; live events at or below it are
- * copies of replayed ones (this relay was behind) and are dropped.
+ * Resume without gap or duplicate: watch the session's partition (the relay fixes where it reads
+ * from before that resolves), listen (buffering), replay the session log after the client's last
+ * id, then go live. Every event is written to the partition's stream and to the session log by one
+ * script under one id, so an event the relay has not delivered yet is either in the replay (it was
+ * written before the log was read) or arrives live with a higher id; live events at or below the
+ * replay's last id are copies of replayed ones and are dropped. chat.status events are never logged:
+ * they only arrive live.
+ *
+ * A replay is complete when the log still holds the client's own id (see SessionEventLog.after);
+ * otherwise the client gets chat.resync first, then what the log has after that id.
  */
 @Injectable()
 export class ResumableEvents {
   constructor(
+    private readonly relay: ChatEventsRelay,
     private readonly hub: SessionEventHub,
     private readonly log: SessionEventLog,
   ) {}
 
+  /** Returns the function that ends delivery (and gives the partition's watch back). */
   async open(sessionId: string, lastEventId: string | null, target: EventTarget): Promise<() => void> {
+    const unwatch = await this.relay.watch(sessionId);
     const buffer: DeliveredEvent[] = [];
     let live = false;
     let boundary: string | null = null;
@@ -33,6 +42,10 @@ export class ResumableEvents {
       if (!live) buffer.push(event);
       else if (isNew(event)) target.deliver(event);
     });
+    const close = () => {
+      unsubscribe();
+      unwatch();
+    };
     try {
       if (lastEventId) {
         const replay = await this.log.after(sessionId, lastEventId);
@@ -44,9 +57,9 @@ export class ResumableEvents {
       buffer.length = 0;
       live = true;
     } catch (err) {
-      unsubscribe();
+      close();
       throw err;
     }
-    return unsubscribe;
+    return close;
   }
 }

@@ -13,7 +13,7 @@ export class AppConfig {
     healthDetails: boolean;
     metricsToken: string | null;
   };
-  readonly redis: { url: string; streamMaxLen: number; sessionEventsMaxLen: number };
+  readonly redis: { url: string; streamMaxLen: number; sessionEventsMaxLen: number; partitions: number };
   readonly ai: {
     provider: 'ollama' | 'mock';
     ollamaHost: string;
@@ -28,7 +28,7 @@ export class AppConfig {
     concurrency: number;
     deltaCoalesceMs: number;
     shutdownGraceMs: number;
-    claimIdleMs: number;
+    livenessMs: number;
     maxDeliveries: number;
   };
   readonly auth: {
@@ -43,6 +43,7 @@ export class AppConfig {
     sessionPerMinute: number;
     ipPerMinute: number;
     maxBacklog: number;
+    maxQueuedPerSession: number;
     newSessionsPerMinute: number;
     connectionsPerSession: number;
     connectionsPerAddress: number;
@@ -68,7 +69,7 @@ export class AppConfig {
       healthDetails: env.HEALTH_DETAILS,
       metricsToken: env.METRICS_TOKEN ?? null,
     };
-    this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN, sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN };
+    this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN, sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN, partitions: env.PARTITIONS };
     this.ai = {
       provider: env.AI_PROVIDER,
       ollamaHost: env.OLLAMA_HOST.replace(/\/+$/, ''),
@@ -83,7 +84,7 @@ export class AppConfig {
       concurrency: env.WORKER_CONCURRENCY,
       deltaCoalesceMs: env.DELTA_COALESCE_MS,
       shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
-      claimIdleMs: env.WORKER_CLAIM_IDLE_MS,
+      livenessMs: env.WORKER_LIVENESS_MS,
       maxDeliveries: env.WORKER_MAX_DELIVERIES,
     };
     this.auth = {
@@ -100,6 +101,7 @@ export class AppConfig {
       sessionPerMinute: env.RATE_LIMIT_SESSION_PER_MINUTE,
       ipPerMinute: env.RATE_LIMIT_IP_PER_MINUTE,
       maxBacklog: env.MAX_BACKLOG,
+      maxQueuedPerSession: env.MAX_QUEUED_PER_SESSION,
       newSessionsPerMinute: env.RATE_LIMIT_NEW_SESSIONS_PER_MINUTE,
       connectionsPerSession: env.MAX_CONNECTIONS_PER_SESSION,
       connectionsPerAddress: env.MAX_CONNECTIONS_PER_ADDRESS,

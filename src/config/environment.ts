@@ -291,13 +291,32 @@ export class Environment {
   MOCK_TOKEN_DELAY_MS = 25;
 
   /**
-   * A command whose worker has not shown life for this long (crashed, killed, partitioned) is
-   * claimed by another worker. Live generations refresh their claim every third of it.
+   * A worker not heard from for this long (killed, paused, cut off) is dead: its messages are taken
+   * over by a live worker. Workers heartbeat every quarter of it, on a timer of their own, so a long
+   * generation is never taken over; a worker that comes back later is fenced out (docs/design.md).
    */
   @Transform(toInt)
   @IsInt()
-  @Min(200)
-  WORKER_CLAIM_IDLE_MS = 30_000;
+  @Min(400)
+  @Max(600_000)
+  WORKER_LIVENESS_MS = 2000;
+
+  /**
+   * Partitions the sessions are spread over (docs/design.md). Fixed for the life of a deployment's
+   * data: a session's keys and queued messages live in its partition.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1024)
+  PARTITIONS = 64;
+
+  /** Messages one session may have waiting behind the one being answered; more are refused (429). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_000)
+  MAX_QUEUED_PER_SESSION = 100;
 
   /** A message delivered this many times without an outcome (it keeps killing workers) is dead-lettered. */
   @Transform(toInt)

@@ -10,7 +10,6 @@ import {
   encodeCommand,
   encodeEnvelope,
   encodeEvent,
-  THINK_LEVELS,
 } from './envelopes';
 
 const SID = 'session_1';
@@ -58,13 +57,16 @@ const EVENT_EXAMPLES: { [K in ChatEventType]: Extract<ChatEvent, { type: K }>['p
   ],
   'chat.failed': [{ ...ref, error: { code: 'model_not_found', message: 'Pull it with `ollama pull gpt-oss:20b`' } }],
   'chat.cancelled': [ref],
+  'chat.status': [
+    { ...ref, state: 'queued', detail: 'Waiting for 2 earlier message(s) of this chat.', ahead: 2 },
+    { ...ref, state: 'waiting_for_model', detail: 'Waiting for the model…' },
+    { ...ref, state: 'retrying', detail: 'Retrying after an error' },
+  ],
 };
 
 const COMMAND_EXAMPLES: { [K in CommandType]: Extract<Command, { type: K }>['payload'][] } = {
-  'chat.generate': [
-    { ...ref, content: 'hi', createdAt: '2024-01-01T00:00:00.000Z' },
-    ...THINK_LEVELS.map((think) => ({ ...ref, content: 'think about it', think, createdAt: '2024-01-01T00:00:00.000Z' })),
-  ],
+  // The message's text and options are in the session's hash: the command only names it.
+  'chat.generate': [ref],
 };
 
 describe('envelopes', () => {
@@ -126,7 +128,7 @@ describe('envelopes', () => {
       ['decodeEvent', decodeEvent, 'chat.cancelled'],
       ['decodeCommand', decodeCommand, 'chat.generate'],
     ] as const;
-    const validGenerate = { ...ref, content: 'x', createdAt: 't' };
+    const validGenerate = { ...ref };
 
     const cases: [string, (type: string) => string[], (string | RegExp)[]][] = [
       ['wrong version 2', (t) => fields(t, validGenerate, '2'), ['version', '"2"']],
@@ -202,11 +204,11 @@ describe('envelopes', () => {
         expectFailure(decodeEvent(fields('chat.delta', data)), 'chat.delta', `${field} must be an id`);
       });
       it.each(badIds)(`command rejects ${field} %s`, (_name, value) => {
-        const data = { ...ref, content: 'x', createdAt: 't', [field]: value };
+        const data = { ...ref, [field]: value };
         expectFailure(decodeCommand(fields('chat.generate', data)), 'chat.generate', `${field} must be an id`);
       });
       it(`rejects a missing ${field}`, () => {
-        const data: Record<string, unknown> = { ...ref, content: 'x', createdAt: 't' };
+        const data: Record<string, unknown> = { ...ref };
         delete data[field];
         expectFailure(decodeCommand(fields('chat.generate', data)), `${field} must be an id`);
       });
@@ -218,24 +220,10 @@ describe('envelopes', () => {
     });
   });
 
-  describe('command field rejections', () => {
-    const base = { ...ref, content: 'hello', createdAt: '2024-01-01T00:00:00.000Z' };
-    const cases: [string, Record<string, unknown>, string][] = [
-      ['content missing', { ...base, content: undefined }, 'content must be a string'],
-      ['content number', { ...base, content: 1 }, 'content must be a string'],
-      ['content null', { ...base, content: null }, 'content must be a string'],
-      ['content object', { ...base, content: { text: 'x' } }, 'content must be a string'],
-      ['createdAt missing', { ...base, createdAt: undefined }, 'createdAt must be a string'],
-      ['createdAt number', { ...base, createdAt: 1700000000000 }, 'createdAt must be a string'],
-      ['think unknown', { ...base, think: 'extreme' }, 'think must be one of low, medium, high'],
-      ['think upper case', { ...base, think: 'HIGH' }, 'think must be one of'],
-      ['think empty', { ...base, think: '' }, 'think must be one of'],
-      ['think null', { ...base, think: null }, 'think must be one of'],
-      ['think boolean', { ...base, think: true }, 'think must be one of'],
-      ['think number', { ...base, think: 1 }, 'think must be one of'],
-    ];
-    it.each(cases)('%s', (_name, data, reason) => {
-      expectFailure(decodeCommand(fields('chat.generate', data)), `chat.generate: ${reason}`);
+  describe('command fields', () => {
+    it('ignores fields beyond the message reference (older commands carried the text)', () => {
+      const data = { ...ref, content: 'hello', createdAt: '2024-01-01T00:00:00.000Z', think: 'extreme' };
+      expect(decodeCommand(fields('chat.generate', data))).toEqual({ ok: true, value: { type: 'chat.generate', payload: data } });
     });
   });
 
@@ -306,6 +294,14 @@ describe('envelopes', () => {
       ['failed error message missing', 'chat.failed', { ...ref, error: { code: 'c' } }, 'error message must be a string'],
       ['cancelled messageId missing', 'chat.cancelled', { sessionId: SID }, 'messageId must be an id'],
       ['cancelled sessionId missing', 'chat.cancelled', { messageId: MID }, 'sessionId must be an id'],
+      [
+        'status state unknown',
+        'chat.status',
+        { ...ref, state: 'sleeping', detail: 'x' },
+        'state must be one of queued, waiting_for_model, retrying',
+      ],
+      ['status detail missing', 'chat.status', { ...ref, state: 'queued' }, 'detail must be a string'],
+      ['status ahead negative', 'chat.status', { ...ref, state: 'queued', detail: 'x', ahead: -1 }, 'ahead must be a non-negative integer'],
     ];
     it.each(cases)('%s', (_name, type, data, reason) => {
       expectFailure(decodeEvent(fields(type, data)), `${type}: `, reason);

@@ -12,12 +12,10 @@ export const THINK_LEVELS: readonly ThinkLevel[] = ['low', 'medium', 'high'];
 
 // ---------- commands (chat:incoming) ----------
 
+/** "Answer the head message of this session": its text and options are in the session's hash. */
 export interface GenerateCommand {
   sessionId: string;
   messageId: string;
-  content: string;
-  think?: ThinkLevel;
-  createdAt: string;
 }
 
 export interface CommandMap {
@@ -78,7 +76,11 @@ export interface ChatEventMap {
   'chat.completed': MessageRef & { content: string; thinking?: string; usage: Usage };
   'chat.failed': MessageRef & { error: FailureReason };
   'chat.cancelled': MessageRef;
+  /** While nothing streams: why (not logged for resume; at most every few seconds). */
+  'chat.status': MessageRef & { state: StatusState; detail: string; ahead?: number };
 }
+export type StatusState = 'queued' | 'waiting_for_model' | 'retrying';
+export const STATUS_STATES: readonly StatusState[] = ['queued', 'waiting_for_model', 'retrying'];
 export type ChatEventType = keyof ChatEventMap;
 export type ChatEvent = { [K in ChatEventType]: { type: K; payload: ChatEventMap[K] } }[ChatEventType];
 /** An event as read back from the stream: the entry id is its eventId. */
@@ -92,6 +94,7 @@ export const CHAT_EVENT_TYPES: readonly ChatEventType[] = [
   'chat.completed',
   'chat.failed',
   'chat.cancelled',
+  'chat.status',
 ];
 
 /** The events that end a message: exactly one of them per accepted message. */
@@ -161,7 +164,7 @@ function checkShape(data: Record<string, unknown>, shape: Record<string, Check>)
 const ref = { sessionId: id, messageId: id };
 
 const COMMAND_SHAPES: { [K in CommandType]: Record<string, Check> } = {
-  'chat.generate': { ...ref, content: str, think: optional(oneOf(THINK_LEVELS)), createdAt: str },
+  'chat.generate': ref,
 };
 
 const EVENT_SHAPES: { [K in ChatEventType]: Record<string, Check> } = {
@@ -177,6 +180,7 @@ const EVENT_SHAPES: { [K in ChatEventType]: Record<string, Check> } = {
   },
   'chat.failed': { ...ref, error: object({ code: str, message: str }) },
   'chat.cancelled': ref,
+  'chat.status': { ...ref, state: oneOf(STATUS_STATES), detail: str, ahead: optional(posInt) },
 };
 
 function isKey<T extends object>(map: T, key: string): key is Extract<keyof T, string> {

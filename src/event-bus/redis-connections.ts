@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Redis, RedisOptions } from 'ioredis';
 import { AppConfig } from '../config/app-config';
+import { defineScripts } from './scripts';
 
 /**
  * How long a command may wait on Redis before it fails. The API must answer 503 within 2 s, and on
@@ -74,6 +75,10 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     return this.open(name, {
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
+      // A read in flight at a disconnect fails rather than being sent again after the reconnect: a
+      // resent XREADGROUP may deliver entries whose reply nobody reads (they would sit pending). The
+      // reader re-reads its own pending entries after any failure instead.
+      autoResendUnfulfilledCommands: false,
       // A BLOCK that outlives its own timeout by 2 s is on a dead socket: fail it so the loop retries.
       blockingTimeout: 30_000,
       blockingTimeoutGrace: 2000,
@@ -118,6 +123,7 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
       if (wasDown) this.logger.log(`${name}: reconnected`);
       wasDown = false;
     });
+    defineScripts(connection);
     this.all.add(connection);
     return connection;
   }

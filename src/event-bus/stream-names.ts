@@ -1,20 +1,15 @@
-/** The one definition of every Redis stream, group and key the service uses (see CONTRACT.md). */
-export const STREAMS = {
-  /** Commands for the AI workers. */
-  incoming: 'chat:incoming',
-  /** Events for the gateways. */
-  outgoing: 'chat:outgoing',
-  /** Messages that failed for good, with the reason. */
-  dead: 'chat:dead',
-} as const;
-
-export const WORKER_GROUP = 'ai-workers';
+import { partitionOf, partitionTags } from './partitions';
 
 /**
- * Pub/sub channel telling workers to stop a running generation at once. Best effort by nature;
- * the cancel is also recorded in the history, where a worker checks it before each attempt.
+ * The one definition of every Redis key, stream, group and channel the service uses. The layout
+ * and the reasons for it are in docs/design.md ("Partitions and keys").
  */
-export const CANCEL_CHANNEL = 'chat:cancel';
+
+/** The consumer group of the AI workers on every `chat:incoming:{T}`. */
+export const WORKER_GROUP = 'ai-workers';
+
+/** Prefixes people know the streams by; each partition's stream is `<prefix>:{<tag>}`. */
+export const STREAM_PREFIXES = { incoming: 'chat:incoming', outgoing: 'chat:outgoing', dead: 'chat:dead' } as const;
 
 /** Ids that may be embedded in a key: checked before they ever reach Redis. */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -26,48 +21,88 @@ export function isValidId(value: unknown): value is string {
   return typeof value === 'string' && ID_PATTERN.test(value);
 }
 
-/**
- * A session's keys share the hash tag `{sessionId}` so they live in one Redis Cluster slot and may be
- * used together in one MULTI or script.
- */
-export function sessionKeys(sessionId: string) {
-  const tag = sessionTag(sessionId);
-  return {
-    /** LIST of messageIds in the order they were accepted. */
-    order: `${tag}:order`,
-    /** HASH `<messageId>:user|assistant` -> StoredMessage JSON. */
-    messages: `${tag}:messages`,
-    /** HASH clientMessageId -> messageId (idempotent sends). */
-    clientIds: `${tag}:client-ids`,
-    /** STREAM: the session's own event log (bounded, expiring); its entry ids are the eventIds. */
-    events: `${tag}:events`,
-    /** STRING, set by DELETE /chat/:sessionId for as long as a token lives: the session's tokens no longer work. */
-    revoked: `${tag}:revoked`,
-    /**
-     * STRING, set by DELETE /chat/:sessionId for an hour: while it is there, text events of messages
-     * no longer in the history are kept out of the event log (they belong to the deleted conversation).
-     */
-    deleted: `${tag}:deleted`,
-  } as const;
+/** A partition's keys: all in the slot of its hash tag. */
+export interface PartitionKeys {
+  index: number;
+  tag: string;
+  /** STREAM of chat.generate commands, one per session at most (its head message); group WORKER_GROUP. */
+  incoming: string;
+  /** STREAM of every event of the partition's sessions; entry id = eventId. */
+  outgoing: string;
+  /** STREAM of dead letters. */
+  dead: string;
+  /** ZSET messageId -> accept time (Redis clock, ms): accepted and not ended. */
+  backlog: string;
+  /** Sharded pub/sub channel: cancel signals for the workers holding a message of this partition. */
+  cancel: string;
 }
 
-/**
- * The field of a session's messages hash (`sessionKeys(sid).messages`) that holds a message's user
- * part: present exactly while the message is in the history (cleared, trimmed or taken back: gone).
- */
-export function userPartField(messageId: string): string {
-  return `${messageId}:user`;
+/** A session's keys: all in its partition's slot. */
+export interface SessionKeys {
+  partition: PartitionKeys;
+  /** HASH: per message `<mid>:user|assistant|status|attempt|owner|cancel|resume`, `c:<clientMessageId>`, `active`. */
+  hash: string;
+  /** LIST of messageIds in acceptance order. */
+  order: string;
+  /** LIST of messageIds waiting behind the head. */
+  queue: string;
+  /** STREAM: the session's event log for resume (same ids as the partition's outgoing stream). */
+  events: string;
+  /** STRING, set by DELETE for as long as a token lives: the session's tokens no longer work. */
+  revoked: string;
+  /** STRING, set by DELETE for an hour: a worker finding its message gone stays silent. */
+  deleted: string;
 }
 
-/** Sends of a session in the given minute (rate-limit window); in the session's slot. */
-export function sessionRateKey(sessionId: string, minute: number): string {
-  return `${sessionTag(sessionId)}:rate:${minute}`;
+/** Every key of a deployment with `partitions` partitions. Build once (the tags are computed). */
+export class KeyLayout {
+  readonly partitions: readonly PartitionKeys[];
+
+  constructor(readonly partitionCount: number) {
+    this.partitions = partitionTags(partitionCount).map((tag, index) => ({
+      index,
+      tag,
+      incoming: `${STREAM_PREFIXES.incoming}:{${tag}}`,
+      outgoing: `${STREAM_PREFIXES.outgoing}:{${tag}}`,
+      dead: `${STREAM_PREFIXES.dead}:{${tag}}`,
+      backlog: `chat:backlog:{${tag}}`,
+      cancel: `chat:cancel:{${tag}}`,
+    }));
+  }
+
+  partitionOf(sessionId: string): PartitionKeys {
+    return this.partitions[partitionOf(sessionId, this.partitionCount)];
+  }
+
+  session(sessionId: string): SessionKeys {
+    if (!isValidId(sessionId)) throw new Error(`invalid session id for a key: ${JSON.stringify(sessionId)}`);
+    const partition = this.partitionOf(sessionId);
+    const base = `chat:s:{${partition.tag}}:${sessionId}`;
+    return {
+      partition,
+      hash: base,
+      order: `${base}:order`,
+      queue: `${base}:queue`,
+      events: `${base}:events`,
+      revoked: `${base}:revoked`,
+      deleted: `${base}:deleted`,
+    };
+  }
+
+  /** Sends of a session in the given minute (rate-limit window); in the session's slot. */
+  sessionRate(sessionId: string, minute: number): string {
+    return `${this.session(sessionId).hash}:rate:${minute}`;
+  }
 }
 
-function sessionTag(sessionId: string): string {
-  if (!isValidId(sessionId)) throw new Error(`invalid session id for a key: ${JSON.stringify(sessionId)}`);
-  return `chat:{${sessionId}}`;
-}
+/** Fields of a session hash. */
+export const FIELD = {
+  user: (messageId: string) => `${messageId}:user`,
+  assistant: (messageId: string) => `${messageId}:assistant`,
+  status: (messageId: string) => `${messageId}:status`,
+  attempt: (messageId: string) => `${messageId}:attempt`,
+  clientId: (clientMessageId: string) => `c:${clientMessageId}`,
+} as const;
 
 /** Sends from one client address in the given minute; the address is hashed, never stored. */
 export function addressRateKey(addressHash: string, minute: number): string {
@@ -82,4 +117,6 @@ export function newSessionRateKey(addressHash: string, minute: number): string {
 export const GLOBAL_KEYS = {
   /** Shared HMAC secret for session tokens when SESSION_SECRET is unset. */
   authSecret: 'chat:auth:secret',
+  /** ZSET worker consumer name -> last heartbeat (Redis clock, ms). */
+  workers: 'chat:workers',
 } as const;

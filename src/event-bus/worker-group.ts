@@ -1,110 +1,166 @@
 import { Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { LuaScript } from './lua-script';
 import { RedisConnections } from './redis-connections';
-import { STREAMS, WORKER_GROUP } from './stream-names';
-import { parseAutoClaimReply, parseReadReply, StreamEntry } from './stream-reply';
+import { runScript } from './scripts';
+import { KeyLayout, PartitionKeys, WORKER_GROUP } from './stream-names';
+import { StreamEntry } from './stream-reply';
 
-export interface ClaimedEntry extends StreamEntry {
-  /** How many times the entry has been delivered, this claim included. */
+/** A command read from a partition's incoming stream. */
+export interface PartitionEntry extends StreamEntry {
+  partition: PartitionKeys;
+  /** How many times it has been delivered, this delivery included. */
   deliveries: number;
 }
 
-/** KEYS: the stream. ARGV: group, entry id. One command on the wire instead of MULTI, XACK, XDEL, EXEC. */
-const ACK_AND_DELETE = new LuaScript(`
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[2])
-`);
-
-/** KEYS: the stream. ARGV: group, consumer, entry ids. Returns the ids now pending with another consumer. */
-const KEEP_ALIVE = new LuaScript(`
-local lost = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-  if pending[1] then
-    if pending[1][2] == ARGV[2] then
-      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
-    else
-      table.insert(lost, id)
-    end
-  end
-end
-return lost
-`);
+/** An entry pending with a consumer. */
+interface PendingEntry {
+  partition: PartitionKeys;
+  id: string;
+  deliveries: number;
+}
 
 /**
- * The `ai-workers` consumer group on chat:incoming: reading new commands, acknowledging them,
- * keeping claims of live work fresh, and taking over work whose consumer went silent.
+ * The `ai-workers` group on every partition's `chat:incoming:{T}`: reading head messages, handing
+ * back what a worker has no slot for, taking over what a dead consumer held, and forgetting dead
+ * consumers (docs/design.md, "Workers").
  */
 @Injectable()
 export class WorkerGroup {
-  constructor(private readonly redis: RedisConnections) {}
+  private readonly byStream: Map<string, PartitionKeys>;
 
-  /**
-   * Creates the group if missing. Starting at 0 means commands queued before the first worker ever
-   * ran are still processed. Pass the reader's own connection: it queues while Redis reconnects.
-   */
-  async ensure(connection: Redis = this.redis.commands): Promise<void> {
-    try {
-      await connection.xgroup('CREATE', STREAMS.incoming, WORKER_GROUP, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) throw err;
-    }
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly keys: KeyLayout,
+  ) {
+    this.byStream = new Map(keys.partitions.map((p) => [p.incoming, p]));
   }
 
-  /** Blocks up to `blockMs` for at most `count` new commands (on a dedicated connection). */
-  async readNew(connection: Redis, consumer: string, count: number, blockMs: number): Promise<StreamEntry[]> {
+  /**
+   * Creates the group on every partition where it is missing. Starting at 0: commands queued before
+   * the first worker ever ran are still answered. Pass the reader's connection: it queues while Redis reconnects.
+   */
+  async ensure(connection: Redis = this.redis.commands): Promise<void> {
+    await Promise.all(
+      this.keys.partitions.map((p) =>
+        connection.xgroup('CREATE', p.incoming, WORKER_GROUP, '0', 'MKSTREAM').catch((err: unknown) => {
+          if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) throw err;
+        }),
+      ),
+    );
+  }
+
+  /**
+   * One blocking read over every partition (one entry each at most: a session has one head), on the
+   * reader's own connection. `from` rotates which partitions come first, so hand-backs are fair.
+   */
+  async readNew(connection: Redis, consumer: string, blockMs: number, from: number): Promise<PartitionEntry[]> {
+    const streams = rotate(this.keys.partitions, from).map((p) => p.incoming);
     const reply: unknown = await connection.xreadgroup(
       'GROUP',
       WORKER_GROUP,
       consumer,
       'COUNT',
-      count,
+      1,
       'BLOCK',
       blockMs,
       'STREAMS',
-      STREAMS.incoming,
-      '>',
+      ...streams,
+      ...streams.map(() => '>'),
     );
-    return parseReadReply(reply);
+    return this.entries(reply, 1);
+  }
+
+  /** This consumer's own pending entries (after a read failed: their delivery may never have reached us). */
+  async readOwnPending(connection: Redis, consumer: string): Promise<PartitionEntry[]> {
+    const streams = this.keys.partitions.map((p) => p.incoming);
+    const reply: unknown = await connection.xreadgroup('GROUP', WORKER_GROUP, consumer, 'COUNT', 1000, 'STREAMS', ...streams, ...streams.map(() => '0'));
+    return this.entries(reply, 1);
+  }
+
+  /** Hands an entry back: acknowledged here and added again at the end of its stream for any worker. */
+  async release(entry: PartitionEntry): Promise<void> {
+    await runScript(this.redis.commands, 'release', [entry.partition.incoming], [WORKER_GROUP, entry.id, ...entry.fields]);
+  }
+
+  async ack(entry: PartitionEntry): Promise<void> {
+    await this.redis.commands.xack(entry.partition.incoming, WORKER_GROUP, entry.id);
+    await this.redis.commands.xdel(entry.partition.incoming, entry.id);
+  }
+
+  /** Up to `count` entries pending with `consumer`, over all partitions. */
+  async pendingOf(consumer: string, count: number): Promise<PendingEntry[]> {
+    const replies = await Promise.all(
+      this.keys.partitions.map((p) =>
+        this.redis.commands.xpending(p.incoming, WORKER_GROUP, '-', '+', count, consumer).then(
+          (reply: unknown) => ({ partition: p, reply }),
+          (err: unknown) => {
+            if (err instanceof Error && /NOGROUP|no such key/i.test(err.message)) return { partition: p, reply: [] as unknown };
+            throw err;
+          },
+        ),
+      ),
+    );
+    const pending: PendingEntry[] = [];
+    for (const { partition, reply } of replies) {
+      if (!Array.isArray(reply)) continue;
+      for (const item of reply) {
+        if (Array.isArray(item) && typeof item[0] === 'string') pending.push({ partition, id: item[0], deliveries: Number(item[3]) || 1 });
+      }
+    }
+    return pending.slice(0, count);
   }
 
   /**
-   * Acknowledges a command and deletes it: chat:incoming then holds only work not yet done, so its
-   * length bound can never cut off a command that was not delivered.
+   * Takes pending entries over for `consumer`. `minIdleMs` keeps two workers taking over the same
+   * dead consumer from both winning: the first claim resets the entry's idle time.
    */
-  async ack(entryId: string): Promise<void> {
-    await ACK_AND_DELETE.run(this.redis.commands, [STREAMS.incoming], [WORKER_GROUP, entryId]);
+  async claim(pending: PendingEntry[], consumer: string, minIdleMs: number): Promise<PartitionEntry[]> {
+    const claimed: PartitionEntry[] = [];
+    for (const entry of pending) {
+      const reply: unknown = await this.redis.commands.xclaim(entry.partition.incoming, WORKER_GROUP, consumer, minIdleMs, entry.id);
+      for (const e of toEntries(reply)) claimed.push({ ...e, partition: entry.partition, deliveries: entry.deliveries + 1 });
+    }
+    return claimed;
   }
 
-  /**
-   * Resets the idle time of entries this consumer still owns, so nobody takes them over, and
-   * returns those it no longer owns (taken over after this process stalled): their work must stop.
-   * One script, so an entry taken over meanwhile is never claimed back.
-   */
-  async keepAlive(consumer: string, entryIds: string[]): Promise<string[]> {
-    if (entryIds.length === 0) return [];
-    const lost: unknown = await KEEP_ALIVE.run(this.redis.commands, [STREAMS.incoming], [WORKER_GROUP, consumer, ...entryIds]);
-    return Array.isArray(lost) ? lost.filter((id): id is string => typeof id === 'string') : [];
+  /** Removes a consumer from every partition's group (its pending entries, if any, are dropped with it: call when it has none). */
+  async deleteConsumer(consumer: string): Promise<void> {
+    await Promise.all(
+      this.keys.partitions.map((p) =>
+        this.redis.commands.xgroup('DELCONSUMER', p.incoming, WORKER_GROUP, consumer).catch((err: unknown) => {
+          if (!(err instanceof Error) || !/NOGROUP|no such key/i.test(err.message)) throw err;
+        }),
+      ),
+    );
   }
 
-  /**
-   * Takes over up to `count` entries idle for `minIdleMs` or more (their worker died). Entries
-   * trimmed from the stream while pending come back in `lost`: their content is gone.
-   */
-  async claimStalled(consumer: string, minIdleMs: number, count: number): Promise<{ claimed: ClaimedEntry[]; lost: string[] }> {
-    const reply: unknown = await this.redis.commands.xautoclaim(STREAMS.incoming, WORKER_GROUP, consumer, minIdleMs, '0-0', 'COUNT', count);
-    const { entries, deleted } = parseAutoClaimReply(reply);
-    const claimed: ClaimedEntry[] = [];
-    for (const entry of entries) claimed.push({ ...entry, deliveries: await this.deliveries(entry.id) });
-    return { claimed, lost: deleted };
+  private entries(reply: unknown, deliveries: number): PartitionEntry[] {
+    if (!Array.isArray(reply)) return [];
+    const out: PartitionEntry[] = [];
+    for (const item of reply) {
+      if (!Array.isArray(item) || typeof item[0] !== 'string') continue;
+      const partition = this.byStream.get(item[0]);
+      if (!partition) continue;
+      for (const entry of toEntries(item[1])) out.push({ ...entry, partition, deliveries });
+    }
+    return out;
   }
+}
 
-  /** Delivery count of a pending entry (1 if it is not pending any more). */
-  private async deliveries(entryId: string): Promise<number> {
-    const reply: unknown = await this.redis.commands.xpending(STREAMS.incoming, WORKER_GROUP, entryId, entryId, 1);
-    if (Array.isArray(reply) && Array.isArray(reply[0]) && typeof reply[0][3] === 'number') return reply[0][3];
-    return 1;
+function rotate<T>(items: readonly T[], from: number): T[] {
+  const start = ((from % items.length) + items.length) % items.length;
+  return [...items.slice(start), ...items.slice(0, start)];
+}
+
+function toEntries(items: unknown): StreamEntry[] {
+  if (!Array.isArray(items)) return [];
+  const entries: StreamEntry[] = [];
+  for (const item of items) {
+    if (!Array.isArray(item) || typeof item[0] !== 'string') continue;
+    const rawFields: unknown = item[1];
+    // A null field list: the entry was deleted while pending (its message ended meanwhile).
+    const fields = Array.isArray(rawFields) ? rawFields.filter((f): f is string => typeof f === 'string') : [];
+    entries.push({ id: item[0], fields });
   }
+  return entries;
 }

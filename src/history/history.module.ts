@@ -1,11 +1,11 @@
 import { Module } from '@nestjs/common';
 import { EventBusModule } from '../event-bus/event-bus.module';
-import { ChatHistoryStore } from './chat-history.store';
+import { MessageStore } from './message-store';
 
-/** Conversation storage shared by the API (history, sends) and the workers (context, outcomes). */
+/** A session's messages and their state machine, shared by the API (sends, cancels, history) and the workers. */
 @Module({
   imports: [EventBusModule],
-  providers: [ChatHistoryStore],
-  exports: [ChatHistoryStore],
+  providers: [MessageStore],
+  exports: [MessageStore],
 })
 export class HistoryModule {}

@@ -1,12 +1,8 @@
 import { HttpException, HttpStatus, Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { addressRateKey, sessionRateKey, STREAMS } from '../event-bus/stream-names';
+import { addressRateKey, KeyLayout } from '../event-bus/stream-names';
 import { addressKeyPart, countHit, minuteWindow } from './minute-window';
-
-const BACKLOG_REUSE_MS = 50;
-/** A backlog reading is reused only while it (plus the sends since) is below this share of MAX_BACKLOG. */
-const BACKLOG_REUSE_BELOW = 0.9;
 
 /** 429 / 503 with the seconds to wait, surfaced as `Retry-After` by the HTTP error filter. */
 export class RetryLaterException extends HttpException {
@@ -19,31 +15,34 @@ export class RetryLaterException extends HttpException {
   }
 }
 
-/** The refusal of a send while chat:incoming holds MAX_BACKLOG commands or more. */
+/**
+ * The refusal of a send while its partition's backlog is full (MAX_BACKLOG spread over the
+ * partitions): checked and added atomically by the send script (docs/design.md).
+ */
 export function backlogFull(backlog: number): RetryLaterException {
   return new RetryLaterException(503, `the assistant is busy (${backlog} messages waiting); try again shortly`, 5);
 }
 
 /**
- * Limits on sends, shared by every instance through Redis: per session and per client address
- * (fixed one-minute windows), and a backlog limit that refuses new work while the workers are too
- * far behind. Checked in one place for HTTP and Socket.IO alike.
+ * Rate limits on sends, shared by every instance through Redis: per session and per client address
+ * (fixed one-minute windows). Checked in one place for HTTP and Socket.IO alike. The backlog limit,
+ * which refuses new work while the workers are too far behind, is not here: the send script checks
+ * and adds to its partition's backlog in one step (MessageStore.send), so it costs no round trip
+ * of its own and concurrent sends cannot overshoot it.
  */
 @Injectable()
 export class SendLimits {
-  private lastBacklog: { backlog: number; at: number; sendsSince: number } | null = null;
-
   constructor(
     private readonly config: AppConfig,
     private readonly redis: RedisConnections,
+    private readonly keys: KeyLayout,
   ) {}
 
   async check(sessionId: string, address: string | null): Promise<void> {
-    await this.checkBacklog();
     const { minute, retryAfterSeconds: retryAfter } = minuteWindow();
     const { sessionPerMinute, ipPerMinute } = this.config.limits;
     if (sessionPerMinute > 0) {
-      const count = await countHit(this.redis.commands, sessionRateKey(sessionId, minute));
+      const count = await countHit(this.redis.commands, this.keys.sessionRate(sessionId, minute));
       if (count > sessionPerMinute) {
         throw new RetryLaterException(429, `rate limit: at most ${sessionPerMinute} messages per minute in a session`, retryAfter);
       }
@@ -55,29 +54,5 @@ export class SendLimits {
         throw new RetryLaterException(429, `rate limit: at most ${ipPerMinute} messages per minute from one address`, retryAfter);
       }
     }
-  }
-
-  /**
-   * chat:incoming holds only unacknowledged commands (acks delete), so its length is the backlog.
-   * This is the early check; the guarantee is the command's XADD itself, which refuses at the
-   * limit (EventBus.publishCommand): two sends can both pass this reading. It stays because a
-   * refusal here costs one XLEN (often none), while one from the XADD has written and taken back
-   * a history entry, which is what a flood against a full backlog would otherwise do on every send.
-   * Far below the limit a reading is reused for BACKLOG_REUSE_MS, with this process's sends since
-   * added to it: one round trip less per send under load.
-   */
-  private async checkBacklog(): Promise<void> {
-    const max = this.config.limits.maxBacklog;
-    const known = this.lastBacklog;
-    if (known && Date.now() - known.at < BACKLOG_REUSE_MS && known.backlog + known.sendsSince < max * BACKLOG_REUSE_BELOW) {
-      known.sendsSince++;
-      return;
-    }
-    const backlog = await this.redis.commands.xlen(STREAMS.incoming);
-    if (backlog >= max) {
-      this.lastBacklog = null;
-      throw backlogFull(backlog);
-    }
-    this.lastBacklog = { backlog, at: Date.now(), sendsSince: 1 };
   }
 }

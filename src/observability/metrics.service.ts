@@ -1,13 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { STREAMS, WORKER_GROUP } from '../event-bus/stream-names';
+import { KeyLayout, PartitionKeys, WORKER_GROUP } from '../event-bus/stream-names';
 import { replyField } from '../event-bus/stream-reply';
 
 /**
  * The process's Prometheus metrics. API processes serve them at /metrics (their in-process worker's
  * included); a standalone worker serves its own on WORKER_METRICS_PORT. Counters count what this
- * process did; the queue gauges are read from Redis at scrape time and are the same everywhere.
+ * process did; the queue gauges are read from Redis at scrape time (summed over the partitions, one
+ * pipelined command per partition) and are the same everywhere.
  */
 @Injectable()
 export class Metrics {
@@ -26,7 +27,7 @@ export class Metrics {
   });
   readonly deadLetters = new Counter({
     name: 'ai_assistant_dead_letters_total',
-    help: 'Entries this process wrote to chat:dead',
+    help: 'Entries this process wrote to the chat:dead streams',
     registers: [this.registry],
   });
   readonly timeToFirstToken = new Histogram({
@@ -60,12 +61,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(private readonly redis: RedisConnections) {
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly keys: KeyLayout,
+  ) {
     collectDefaultMetrics({ register: this.registry });
     redis.onError = (name) => this.redisErrors.inc({ connection: name.replace(/:.*/, '') });
     const group = new Gauge({
       name: 'ai_assistant_queue',
-      help: 'The ai-workers group on chat:incoming: lag (queued, not yet read) and pending (read, not yet acknowledged)',
+      help:
+        'The ai-workers group on the chat:incoming streams, summed over the partitions: lag (queued, not yet read) and ' +
+        "pending (read, not yet acknowledged). Only sessions' head messages are there; the others wait in their session",
       labelNames: ['state'] as const,
       registers: [this.registry],
       collect: async () => {
@@ -76,31 +82,63 @@ export class Metrics {
         }
       },
     });
-    const dead = new Gauge({
-      name: 'ai_assistant_dead_letter_stream_length',
-      help: 'Entries in chat:dead',
+    const backlog = new Gauge({
+      name: 'ai_assistant_backlog',
+      help: 'Messages accepted and not ended yet (queued, waiting or streaming), summed over the partitions (chat:backlog)',
       registers: [this.registry],
       collect: async () => {
-        const length = await this.redis.commands.xlen(STREAMS.dead).catch(() => null);
-        if (length !== null) dead.set(length);
+        const total = await this.sum((p) => this.redis.commands.zcard(p.backlog));
+        if (total !== null) backlog.set(total);
+      },
+    });
+    const dead = new Gauge({
+      name: 'ai_assistant_dead_letter_stream_length',
+      help: 'Entries in the chat:dead streams, summed over the partitions',
+      registers: [this.registry],
+      collect: async () => {
+        const total = await this.sum((p) => this.redis.commands.xlen(p.dead));
+        if (total !== null) dead.set(total);
       },
     });
   }
 
+  /** A count summed over every partition, or null when Redis did not answer (the gauge keeps its value). */
+  private async sum(count: (partition: PartitionKeys) => Promise<number>): Promise<number | null> {
+    try {
+      const counts = await Promise.all(this.keys.partitions.map(count));
+      return counts.reduce((a, b) => a + b, 0);
+    } catch {
+      return null;
+    }
+  }
+
   private async groupInfo(): Promise<{ lag: number; pending: number } | null> {
     try {
-      const groups: unknown = await this.redis.commands.xinfo('GROUPS', STREAMS.incoming);
-      if (!Array.isArray(groups)) return null;
-      for (const raw of groups) {
-        if (!Array.isArray(raw)) continue;
-        const field = (name: string): unknown => replyField(raw, name);
-        if (field('name') !== WORKER_GROUP) continue;
-        const lag = Number(field('lag'));
-        return { lag: Number.isFinite(lag) ? lag : 0, pending: Number(field('pending')) || 0 };
+      const replies = await Promise.all(
+        // A stream (or group) not created yet is nothing queued.
+        this.keys.partitions.map((p) =>
+          this.redis.commands.xinfo('GROUPS', p.incoming).catch((err: Error): unknown => {
+            if (/no such key/i.test(err.message)) return [];
+            throw err;
+          }),
+        ),
+      );
+      let lag = 0;
+      let pending = 0;
+      for (const groups of replies) {
+        if (!Array.isArray(groups)) continue;
+        for (const raw of groups) {
+          if (!Array.isArray(raw)) continue;
+          const field = (name: string): unknown => replyField(raw, name);
+          if (field('name') !== WORKER_GROUP) continue;
+          const groupLag = Number(field('lag'));
+          lag += Number.isFinite(groupLag) ? groupLag : 0;
+          pending += Number(field('pending')) || 0;
+        }
       }
-      return null;
+      return { lag, pending };
     } catch {
-      return null; // Redis away or no stream yet: keep the last values
+      return null; // Redis away: keep the last values
     }
   }
 }

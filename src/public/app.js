@@ -19,7 +19,16 @@
   var SESSION_KEY = 'ai-assistant.session';
   var THINK_KEY = 'ai-assistant.think';
   var FINAL = { completed: true, failed: true, cancelled: true };
-  var EVENTS = ['chat.user_message', 'chat.started', 'chat.thinking', 'chat.delta', 'chat.completed', 'chat.failed', 'chat.cancelled'];
+  var EVENTS = [
+    'chat.user_message',
+    'chat.started',
+    'chat.thinking',
+    'chat.delta',
+    'chat.completed',
+    'chat.failed',
+    'chat.cancelled',
+    'chat.status',
+  ];
 
   var $ = function (id) {
     return document.getElementById(id);
@@ -149,6 +158,8 @@
       attempt: 1,
       error: null,
       usage: null,
+      // What the server says is happening while nothing streams (chat.status detail), or null.
+      statusDetail: null,
       thinkingToggled: false,
       rendered: { answer: null, thinking: null },
       view: null,
@@ -202,12 +213,25 @@
     body.className = 'body';
     var meta = document.createElement('div');
     meta.className = 'meta';
+    // A quiet line under the pending answer: why nothing streams yet (queued, model loading, retrying).
+    var statusLine = document.createElement('div');
+    statusLine.className = 'status-line';
+    statusLine.hidden = true;
     var error = document.createElement('div');
     error.className = 'error-box';
     error.hidden = true;
-    el.append(role, thinking, body, meta, error);
+    el.append(role, thinking, body, meta, statusLine, error);
     m.view.turn.appendChild(el);
-    m.view.assistant = { el: el, thinking: thinking, summaryLabel: summaryLabel, thinkingText: thinkingText, body: body, meta: meta, error: error };
+    m.view.assistant = {
+      el: el,
+      thinking: thinking,
+      summaryLabel: summaryLabel,
+      thinkingText: thinkingText,
+      body: body,
+      meta: meta,
+      statusLine: statusLine,
+      error: error,
+    };
   }
 
   // Renders are batched per animation frame; a very long answer (slow to re-render) is re-rendered
@@ -283,6 +307,10 @@
     else if (m.status === 'completed' && m.usage) meta = m.usage.completionTokens + ' tokens';
     if (v.meta.textContent !== meta) v.meta.textContent = meta;
 
+    var statusText = active && m.statusDetail ? m.statusDetail : '';
+    if (v.statusLine.textContent !== statusText) v.statusLine.textContent = statusText;
+    v.statusLine.hidden = !statusText;
+
     if (m.status === 'failed') {
       v.error.hidden = false;
       var error = m.error || { code: 'unknown', message: 'No reason was recorded.' };
@@ -354,6 +382,10 @@
 
   function onEvent(type, p) {
     if (!chat || !p || p.sessionId !== chat.session.sessionId || typeof p.messageId !== 'string') return;
+    if (type === 'chat.status') {
+      onStatus(p);
+      return;
+    }
     if (typeof p.eventId === 'string') {
       // Dedup: ids only grow within a session; anything at or below the newest applied one is a copy.
       if (chat.lastEventId && compareIds(p.eventId, chat.lastEventId) <= 0) return;
@@ -361,6 +393,8 @@
     }
     var m = ensureMessage(p.messageId);
     var ended = !!FINAL[m.status];
+    // Whatever the status line said is over once the message moves on.
+    if (type !== 'chat.user_message') m.statusDetail = null;
     switch (type) {
       case 'chat.user_message':
         m.user = typeof p.content === 'string' ? p.content : m.user;
@@ -403,6 +437,18 @@
       default:
         return;
     }
+    scheduleRender(m);
+  }
+
+  /**
+   * chat.status: live only (the server never replays it), so its id is no place to resume from and
+   * does not move lastEventId; one older than the newest event applied is stale and ignored.
+   */
+  function onStatus(p) {
+    if (typeof p.eventId === 'string' && chat.lastEventId && compareIds(p.eventId, chat.lastEventId) <= 0) return;
+    var m = chat.messages.get(p.messageId);
+    if (!m || FINAL[m.status] || typeof p.detail !== 'string') return;
+    m.statusDetail = p.detail;
     scheduleRender(m);
   }
 

@@ -93,7 +93,7 @@ describe('classifyOllamaError', () => {
       expect(g.cause).toBe(err);
     });
 
-    it.each(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'])(
+    it.each(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])(
       'a %s cause under another message is ollama_unreachable',
       (code) => {
         const g = classifyOllamaError(connectionError(code, 'request failed'), before);
@@ -115,6 +115,27 @@ describe('classifyOllamaError', () => {
     it('a connection code on the error itself counts', () => {
       const err = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
       expect(classifyOllamaError(err, before).code).toBe('ollama_unreachable');
+    });
+  });
+
+  describe('a connection reset before Ollama answered', () => {
+    const socketError = (message: string, code: string) => Object.assign(new Error(message), { code });
+    it.each([
+      ['fetch failed / ECONNRESET', connectionError('ECONNRESET')],
+      [
+        'fetch failed / other side closed (undici)',
+        new TypeError('fetch failed', { cause: socketError('other side closed', 'UND_ERR_SOCKET') }),
+      ],
+      ['socket hang up (node http)', socketError('socket hang up', 'ECONNRESET')],
+      ['request failed / socket hang up', new Error('request failed', { cause: new Error('socket hang up') })],
+      ['terminated', new TypeError('terminated')],
+    ])('%s -> stream_interrupted, transient, not "is it running?"', (_name, err) => {
+      const g = classifyOllamaError(err, before);
+      expect(g.code).toBe('stream_interrupted');
+      expect(g.transient).toBe(true);
+      expect(g.message).not.toMatch(/Is it running|ollama serve/);
+      expect(g.message).not.toContain('10.0.0.1'); // sent to clients: the internal address stays private
+      expect(g.cause).toBe(err);
     });
   });
 
@@ -257,6 +278,16 @@ describe('classifyOllamaError', () => {
       expect(g.code).toBe('ollama_unreachable');
       expect(g.transient).toBe(true);
       expect(g.message).not.toContain(closedHost);
+    });
+
+    it('connection reset before any answer', async () => {
+      handler = (req) => req.socket.destroy();
+      const { err, receivedAny } = await chatError(baseUrl);
+      expect(receivedAny).toBe(false);
+      const g = classifyOllamaError(err, { host: baseUrl, model: MODEL, receivedAny });
+      expect(g.code).toBe('stream_interrupted');
+      expect(g.transient).toBe(true);
+      expect(g.message).not.toContain('Is it running');
     });
 
     it('stream cut after the headers, before any chunk', async () => {

@@ -1,0 +1,242 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { ChatEvent, encodeEnvelope, FailureReason } from '../event-bus/envelopes';
+import { RedisConnections } from '../event-bus/redis-connections';
+import { runScript, ScriptReply, stateKeys, StateScript } from '../event-bus/scripts';
+import { KeyLayout, WORKER_GROUP } from '../event-bus/stream-names';
+import {
+  ContextMessage,
+  FinalStatus,
+  HistoryMessage,
+  parseAssistantPart,
+  parseStatus,
+  parseUserPart,
+  StoredAssistantPart,
+  StoredUserPart,
+} from './stored-message';
+
+export interface MessageRef {
+  sessionId: string;
+  messageId: string;
+}
+
+export type SendOutcome =
+  | { result: 'queued'; eventId: string; ahead: number }
+  | { result: 'duplicate'; messageId: string }
+  | { result: 'revoked' }
+  | { result: 'backlog_full'; backlog: number }
+  | { result: 'queue_full'; waiting: number };
+
+export type StartOutcome =
+  | { result: 'started'; attempt: number; eventId: string; user: StoredUserPart | null; context: ContextMessage[] }
+  | { result: 'ended'; status: string }
+  | { result: 'cancelled'; eventId: string }
+  | { result: 'gone' }
+  | { result: 'fenced' };
+
+export type EmitOutcome = { result: 'emitted' | 'cancel_requested'; eventId: string } | { result: 'fenced' } | { result: 'gone' };
+
+export type FinishOutcome = { result: FinalStatus; eventId: string } | { result: 'ended'; status: string } | { result: 'gone' } | { result: 'fenced' };
+
+export type CancelOutcome = { result: 'cancelled'; eventId: string } | { result: 'signal'; owner: string } | { result: 'ended' } | { result: 'gone' };
+
+/** Events a worker writes while it answers. */
+export type ProgressEvent = Extract<ChatEvent, { type: 'chat.thinking' | 'chat.delta' | 'chat.status' }>;
+/** The event that ends a message, as its worker writes it. */
+export type FinalEvent = Extract<ChatEvent, { type: 'chat.completed' | 'chat.failed' | 'chat.cancelled' }>;
+
+/** How long a deleted conversation's mark stays: workers on its messages finish long before. */
+const DELETED_MARK_SECONDS = 3600;
+
+/**
+ * A session's messages and their one state machine (docs/design.md): every transition is one Lua
+ * script that also writes its event to the partition's stream and the session's log. This class
+ * only shapes arguments and names the replies; the rules are in `src/event-bus/scripts/*.lua`.
+ */
+@Injectable()
+export class MessageStore {
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly config: AppConfig,
+    private readonly keys: KeyLayout,
+  ) {}
+
+  private get maxTurns(): number {
+    return Math.max(1, Math.floor(this.config.history.maxMessages / 2));
+  }
+
+  /** Backlog bound of one partition: MAX_BACKLOG spread over the partitions. */
+  get partitionBacklogBound(): number {
+    return Math.max(1, Math.ceil(this.config.limits.maxBacklog / this.config.redis.partitions));
+  }
+
+  private run(name: StateScript, ref: MessageRef, args: (string | number)[]): Promise<ScriptReply> {
+    const session = this.keys.session(ref.sessionId);
+    const common = [ref.sessionId, ref.messageId, this.config.history.ttlSeconds, this.config.redis.streamMaxLen, this.config.redis.sessionEventsMaxLen, WORKER_GROUP];
+    return runScript(this.redis.commands, name, stateKeys(session), [...common, ...args]);
+  }
+
+  async send(ref: MessageRef, clientMessageId: string | null, user: StoredUserPart): Promise<SendOutcome> {
+    const event = JSON.stringify({ sessionId: ref.sessionId, messageId: ref.messageId, content: user.content, createdAt: user.createdAt });
+    const staleMs = this.config.history.ttlSeconds * 1000;
+    const { result, values } = await this.run('send', ref, [
+      clientMessageId ?? '',
+      JSON.stringify(user),
+      event,
+      this.maxTurns,
+      this.partitionBacklogBound,
+      this.config.limits.maxQueuedPerSession,
+      staleMs,
+    ]);
+    switch (result) {
+      case 'queued':
+        return { result, eventId: String(values[0]), ahead: Number(values[1]) };
+      case 'duplicate':
+        return { result, messageId: String(values[0]) };
+      case 'revoked':
+        return { result };
+      case 'backlog_full':
+        return { result, backlog: Number(values[0]) };
+      case 'queue_full':
+        return { result, waiting: Number(values[0]) };
+    }
+    throw new Error(`unexpected send result ${result}`);
+  }
+
+  /** `heldAttempt`: the attempt a retrying worker still holds (null for a first start or a takeover). */
+  async start(ref: MessageRef, entryId: string, consumer: string, heldAttempt: number | null): Promise<StartOutcome> {
+    const empty: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
+    const { result, values } = await this.run('start', ref, [
+      entryId,
+      consumer,
+      JSON.stringify(empty),
+      this.config.history.contextMessages,
+      heldAttempt === null ? '' : heldAttempt,
+    ]);
+    switch (result) {
+      case 'started': {
+        const [attempt, eventId, user, ...turns] = values;
+        return { result, attempt: Number(attempt), eventId: String(eventId), user: parseUserPart(asString(user)), context: toContext(turns, this.config.history.contextMessages) };
+      }
+      case 'ended':
+        return { result, status: String(values[0]) };
+      case 'cancelled':
+        return { result, eventId: String(values[0]) };
+      case 'gone':
+      case 'fenced':
+        return { result };
+    }
+    throw new Error(`unexpected start result ${result}`);
+  }
+
+  /** Writes a progress event of `attempt`; `snapshot` (the reply so far, this event included) is kept for history readers. */
+  async emit(ref: MessageRef, attempt: number, event: ProgressEvent, snapshot: StoredAssistantPart | null = null): Promise<EmitOutcome> {
+    const logged = event.type === 'chat.status' ? '0' : '1';
+    const { result, values } = await this.run('emit', ref, [attempt, event.type, JSON.stringify(event.payload), logged, snapshot ? JSON.stringify(snapshot) : '']);
+    if (result === 'emitted' || result === 'cancel_requested') return { result, eventId: String(values[0]) };
+    if (result === 'fenced' || result === 'gone') return { result };
+    throw new Error(`unexpected emit result ${result}`);
+  }
+
+  async finish(
+    ref: MessageRef,
+    entryId: string,
+    attempt: number,
+    part: StoredAssistantPart,
+    event: FinalEvent,
+    deadLetter: Record<string, unknown> | null = null,
+  ): Promise<FinishOutcome> {
+    const status = event.type.slice('chat.'.length) as FinalStatus;
+    const { result, values } = await this.run('finish', ref, [
+      entryId,
+      attempt,
+      status,
+      JSON.stringify(part),
+      JSON.stringify(event.payload),
+      deadLetter ? JSON.stringify(deadLetter) : '',
+    ]);
+    if (result === 'completed' || result === 'failed' || result === 'cancelled') return { result, eventId: String(values[0]) };
+    if (result === 'ended') return { result, status: String(values[0]) };
+    if (result === 'gone' || result === 'fenced') return { result };
+    throw new Error(`unexpected finish result ${result}`);
+  }
+
+  /** `force`: its worker is not alive, end it now (with the last progress snapshot). */
+  async cancel(ref: MessageRef, force: boolean): Promise<CancelOutcome> {
+    const empty: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
+    const { result, values } = await this.run('cancel', ref, [force ? '1' : '0', JSON.stringify(empty)]);
+    if (result === 'cancelled') return { result, eventId: String(values[0]) };
+    if (result === 'signal') return { result, owner: String(values[0] ?? '') };
+    if (result === 'ended' || result === 'gone') return { result };
+    throw new Error(`unexpected cancel result ${result}`);
+  }
+
+  /** Deletes the conversation (see clear.lua). Returns the messages that were streaming: their workers are to be told. */
+  async clear(sessionId: string, revokeTokensForSeconds: number): Promise<{ eventsDeleted: number; streaming: string[] }> {
+    const { values } = await this.run('clear', { sessionId, messageId: '-' }, [DELETED_MARK_SECONDS, revokeTokensForSeconds]);
+    const [deleted, ...streaming] = values;
+    return { eventsDeleted: Number(deleted), streaming: streaming.map(String) };
+  }
+
+  /** The message is gone: fail it visibly unless its conversation was deleted. */
+  async lost(ref: MessageRef, error: FailureReason): Promise<'announced' | 'deleted' | 'present'> {
+    const { result } = await this.run('lost', ref, [JSON.stringify({ ...ref, error })]);
+    if (result === 'announced' || result === 'deleted' || result === 'present') return result;
+    throw new Error(`unexpected lost result ${result}`);
+  }
+
+  /** The whole retained conversation, oldest first. */
+  async history(sessionId: string): Promise<HistoryMessage[]> {
+    const keys = this.keys.session(sessionId);
+    const [order, all] = await Promise.all([this.redis.commands.lrange(keys.order, 0, -1), this.redis.commands.hgetall(keys.hash)]);
+    const messages: HistoryMessage[] = [];
+    // send.lua trims in batches: show the newest turns up to the cap (never hiding one not ended).
+    let skip = 0;
+    while (order.length - skip > this.maxTurns && isFinalStatus(all[`${order[skip]}:status`])) skip++;
+    for (const messageId of order.slice(skip)) {
+      const user = parseUserPart(all[`${messageId}:user`]);
+      if (!user) continue;
+      const status = parseStatus(all[`${messageId}:status`]);
+      messages.push({ messageId, role: 'user', content: user.content, status, createdAt: user.createdAt });
+      const reply = parseAssistantPart(all[`${messageId}:assistant`]);
+      if (!reply) continue;
+      const resumeFrom = all[`${messageId}:resume`];
+      messages.push({
+        messageId,
+        role: 'assistant',
+        content: reply.content,
+        status,
+        createdAt: reply.createdAt,
+        ...(reply.thinking ? { thinking: reply.thinking } : {}),
+        ...(reply.error ? { error: reply.error } : {}),
+        ...(status === 'streaming' && resumeFrom ? { resumeFrom } : {}),
+      });
+    }
+    return messages;
+  }
+}
+
+/** A `chat.generate` command's stream fields. */
+export function commandFields(ref: MessageRef): string[] {
+  return encodeEnvelope('chat.generate', { sessionId: ref.sessionId, messageId: ref.messageId });
+}
+
+function isFinalStatus(raw: string | undefined): boolean {
+  return raw === 'completed' || raw === 'failed' || raw === 'cancelled';
+}
+
+function asString(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+/** start.lua's earlier turns (user, assistant pairs, oldest first) as model context, newest `limit` messages kept. */
+function toContext(turns: unknown[], limit: number): ContextMessage[] {
+  const context: ContextMessage[] = [];
+  for (let i = 0; i + 1 < turns.length; i += 2) {
+    const user = parseUserPart(asString(turns[i]));
+    const reply = parseAssistantPart(asString(turns[i + 1]));
+    if (!user || !reply) continue;
+    context.push({ role: 'user', content: user.content }, { role: 'assistant', content: reply.content });
+  }
+  return limit > 0 ? context.slice(-limit) : [];
+}
