@@ -176,7 +176,9 @@ function prepareApp(): string {
     );
     const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', copy], { cwd: ROOT, stdio: ['ignore', 2, 2] });
     if (build.status === 0) {
+      // nest build's assets (nest-cli.json): the page and the Lua scripts
       if (existsSync(join(ROOT, 'src', 'public'))) cpSync(join(ROOT, 'src', 'public'), join(copy, 'public'), { recursive: true });
+      cpSync(join(ROOT, 'src', 'event-bus', 'scripts'), join(copy, 'event-bus', 'scripts'), { recursive: true });
       how = 'compiled from src/ by the bench';
     } else if (!missing) {
       log('WARNING: compiling src/ failed (someone may be mid-edit); running a copy of the existing, older dist/');

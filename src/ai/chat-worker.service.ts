@@ -191,24 +191,30 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private async read(connection: Redis, groupReady: boolean): Promise<PartitionEntry[]> {
     if (!groupReady) await this.group.ensure(connection);
     if (this.recoverOwn) {
-      const own = (await this.group.readOwnPending(connection, this.consumer)).filter((e) => !this.inFlight.has(e.id));
+      const own = (await this.group.readOwnPending(connection, this.consumer)).filter((e) => !this.inFlight.has(inFlightKey(e)));
       this.recoverOwn = false;
       if (own.length > 0) {
         this.logger.log(`running ${own.length} pending command(s) of this worker again`);
         return own;
       }
     }
-    return this.group.readNew(connection, this.consumer, BLOCK_MS, this.rotation++);
+    return this.group.readNew(connection, this.consumer, BLOCK_MS, this.rotation);
   }
 
-  /** Runs what fits in the free slots and hands the rest back at once. */
+  /**
+   * Runs what fits in the free slots and hands the rest back at once. The next read starts after
+   * the partition of the last entry taken: round-robin, so a busy partition cannot keep another's
+   * messages waiting while the worker has one slot.
+   */
   private async take(entries: PartitionEntry[]): Promise<void> {
     const extra: PartitionEntry[] = [];
     for (const entry of entries) {
-      if (this.inFlight.has(entry.id)) continue;
+      if (this.inFlight.has(inFlightKey(entry))) continue;
       const release = this.slots.tryAcquire();
-      if (release) this.dispatch(entry, release);
-      else extra.push(entry);
+      if (release) {
+        this.dispatch(entry, release);
+        this.rotation = entry.partition.index + 1;
+      } else extra.push(entry);
     }
     if (extra.length === 0) return;
     await Promise.all(extra.map((e) => this.group.release(e))).catch((err: unknown) => {
@@ -221,7 +227,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private dispatch(entry: PartitionEntry, release: () => void): void {
     const task: InFlight = { entry, controller: new AbortController(), done: Promise.resolve(), messageId: messageIdOf(entry) };
     // Registered before it starts, so a cancel or shutdown can reach it from the first moment.
-    this.inFlight.set(entry.id, task);
+    this.inFlight.set(inFlightKey(entry), task);
     task.done = this.runner
       .run(entry, this.consumer, task.controller.signal)
       .then(
@@ -234,7 +240,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         },
       )
       .finally(() => {
-        this.inFlight.delete(entry.id);
+        this.inFlight.delete(inFlightKey(entry));
         release();
       });
   }
@@ -277,6 +283,11 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       this.beating = false;
     }
   }
+}
+
+/** Entry ids are per stream: two partitions' streams may hand out the same id in the same millisecond. */
+function inFlightKey(entry: PartitionEntry): string {
+  return `${entry.partition.index}/${entry.id}`;
 }
 
 function messageIdOf(entry: PartitionEntry): string | null {

@@ -56,7 +56,7 @@ export class MessageRunner {
     const ref: MessageRef = { sessionId: decoded.value.payload.sessionId, messageId: decoded.value.payload.messageId };
     if (signal.aborted) return 'left';
     const start = await this.store.start(ref, entry.id, consumer, null);
-    if (start.result !== 'started') return this.notStarted(ref, start);
+    if (start.result !== 'started') return this.notStarted(ref, entry, start);
     const release = this.cancels.hold(entry.partition);
     try {
       if (entry.deliveries > this.config.worker.maxDeliveries) {
@@ -108,7 +108,7 @@ export class MessageRunner {
           this.logger.warn(about(ref, `attempt ${current.attempt} was taken over by a newer attempt; stopping it here`));
           return 'left';
         case 'gone':
-          return this.gone(ref);
+          return this.gone(ref, entry);
         case 'error': {
           const failure = result.error;
           if (!failure.transient || retry >= MAX_RETRIES) return this.fail(ref, entry, current, failure.toReason(), result.partial);
@@ -117,14 +117,14 @@ export class MessageRunner {
           const detail = `${failure.message} Trying again in ${(waitMs / 1000).toFixed(1)} s.`;
           const told = await this.store.emit(ref, current.attempt, { type: 'chat.status', payload: { ...ref, state: 'retrying', detail } });
           if (told.result === 'fenced') return 'left';
-          if (told.result === 'gone') return this.gone(ref);
+          if (told.result === 'gone') return this.gone(ref, entry);
           await sleep(waitMs, signal);
           if (signal.aborted && !isCancelled(signal)) return 'left';
           if (isCancelled(signal) || told.result === 'cancel_requested') {
             return this.settled(ref, await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }), current.attempt);
           }
           const again = await this.store.start(ref, entry.id, consumer, current.attempt);
-          if (again.result !== 'started') return this.notStarted(ref, again);
+          if (again.result !== 'started') return this.notStarted(ref, entry, again);
           current = again;
         }
       }
@@ -173,10 +173,10 @@ export class MessageRunner {
     }
   }
 
-  private async notStarted(ref: MessageRef, start: Exclude<StartOutcome, Started>): Promise<RunResult> {
+  private async notStarted(ref: MessageRef, entry: PartitionEntry, start: Exclude<StartOutcome, Started>): Promise<RunResult> {
     switch (start.result) {
       case 'gone':
-        return this.gone(ref);
+        return this.gone(ref, entry);
       case 'cancelled':
         this.metrics.finished.inc({ outcome: 'cancelled', code: '' });
         return 'done';
@@ -188,12 +188,12 @@ export class MessageRunner {
   }
 
   /** The message is not in Redis: deleted (silent), or Redis lost its data (the session is told). */
-  private async gone(ref: MessageRef): Promise<RunResult> {
+  private async gone(ref: MessageRef, entry: PartitionEntry): Promise<RunResult> {
     const error = {
       code: 'message_lost',
       message: 'The assistant lost track of this message (its database restarted without its data). Please send it again.',
     };
-    const lost = await this.store.lost(ref, error);
+    const lost = await this.store.lost(ref, entry.id, error);
     if (lost === 'announced') {
       this.metrics.finished.inc({ outcome: 'failed', code: 'message_lost' });
       this.logger.warn(about(ref, 'message gone from Redis without a delete: failed as message_lost'));

@@ -295,7 +295,7 @@ describe('MessageStore (real Redis)', () => {
     expect(await store.emit(streaming, held.attempt, { type: 'chat.delta', payload: { ...streaming, delta: 'x' } })).toEqual({
       result: 'gone',
     });
-    expect(await store.lost(streaming, { code: 'message_lost', message: 'lost' })).toBe('deleted');
+    expect(await store.lost(streaming, '', { code: 'message_lost', message: 'lost' })).toBe('deleted');
     // and the session is refused from now on
     expect(await store.send({ sessionId: sid, messageId: randomUUID() }, null, user('again'))).toEqual({ result: 'revoked' });
   });
@@ -379,7 +379,7 @@ describe('MessageStore (real Redis)', () => {
       { type: 'chat.failed', payload: { ...failed, error } },
       { reason: 'boom' },
     );
-    await store.lost(failed, error);
+    await store.lost(failed, held.entryId, error);
     await store.finish(failed, held.entryId, held.attempt, reply(''), { type: 'chat.failed', payload: { ...failed, error } });
 
     held = await startHead(sid);

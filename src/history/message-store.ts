@@ -178,9 +178,9 @@ export class MessageStore {
     return { eventsDeleted: Number(deleted), streaming: streaming.map(String) };
   }
 
-  /** The message is gone: fail it visibly unless its conversation was deleted. */
-  async lost(ref: MessageRef, error: FailureReason): Promise<'announced' | 'deleted' | 'present'> {
-    const { result } = await this.run('lost', ref, [JSON.stringify({ ...ref, error })]);
+  /** The message is gone: fail it visibly unless its conversation was deleted; its command entry is acknowledged. */
+  async lost(ref: MessageRef, entryId: string, error: FailureReason): Promise<'announced' | 'deleted' | 'present'> {
+    const { result } = await this.run('lost', ref, [JSON.stringify({ ...ref, error }), entryId]);
     if (result === 'announced' || result === 'deleted' || result === 'present') return result;
     throw new Error(`unexpected lost result ${result}`);
   }
