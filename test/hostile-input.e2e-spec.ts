@@ -15,7 +15,7 @@ import { eventually } from './support/eventually';
 import { call, expectAckError, expectError, LEAK } from './support/http-call';
 import { chatSocket, handshake } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
-import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
+import { commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs = 5000): Promise<unknown> {
@@ -26,6 +26,20 @@ function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs 
       resolve(ack);
     });
   });
+}
+
+/**
+ * Messages accepted and not ended, over every partition (the `chat:backlog:{T}` zsets): with no
+ * worker running, every message accepted so far, whether its session's head (in chat:incoming) or
+ * waiting in its session's queue.
+ */
+async function acceptedCount(redis: Redis): Promise<number> {
+  const pipeline = redis.pipeline();
+  for (const p of keyLayout().partitions) pipeline.zcard(p.backlog);
+  return ((await pipeline.exec()) ?? []).reduce((sum, [error, count]) => {
+    if (error) throw error;
+    return sum + Number(count);
+  }, 0);
 }
 
 async function startFails(env: Record<string, string>): Promise<string> {
@@ -173,8 +187,8 @@ describe('hostile input (issue 15 probe)', () => {
     }
 
     it('every event counts against the socket: sends, repeats, invalid ones and cancels alike; the flood queues nothing beyond the burst', async () => {
-      const { socket } = await connected();
-      const before = await commandsAdded(redis);
+      const { socket, session } = await connected();
+      const before = { accepted: await acceptedCount(redis), commands: await commandsAdded(redis) };
       const first = (await emitWithAck(socket, 'chat.send', { content: 'accepted once', clientMessageId: 'rep-1' })) as {
         messageId: string;
       };
@@ -192,7 +206,12 @@ describe('hostile input (issue 15 probe)', () => {
       expectAckError(acks[2], 404, /no message nope/);
       expect(acks[3]).toEqual({ messageId: expect.any(String) });
       for (const ack of acks.slice(4)) expectAckError(ack, 429, /too many events on this socket/);
-      expect((await commandsAdded(redis)) - before).toBe(2);
+      // two messages accepted: the session's head, for the workers, and 'new one' waiting behind it
+      expect({
+        accepted: (await acceptedCount(redis)) - before.accepted,
+        commands: (await commandsAdded(redis)) - before.commands,
+        waiting: await redis.llen(keyLayout().session(session.sessionId).queue),
+      }).toEqual({ accepted: 2, commands: 1, waiting: 1 });
     });
 
     it('a socket that keeps sending after being refused is disconnected; others are served meanwhile', async () => {

@@ -6,16 +6,19 @@ import { expect } from '@jest/globals';
  *
  * Every refused request is checked for the contract's error shape `{statusCode, error, message}`
  * (a message naming the problem, no stack or internals) and for having changed nothing: no command in
- * `chat:incoming`, no event in `chat:outgoing`, no new Redis key, the session's history unchanged.
- * Apps run without a worker where queue lengths are asserted, so nothing drains behind our back.
+ * any partition's `chat:incoming:{T}`, no event in any `chat:outgoing:{T}`, no message accepted (no
+ * member added to any `chat:backlog:{T}`), no new Redis key, the session's history unchanged
+ * (docs/design.md, "Partitions and keys"). Apps run without a worker where queue lengths are
+ * asserted, so nothing drains behind our back.
  */
 import type { Redis } from 'ioredis';
+import { KeyLayout } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
 import { ChatClient, Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { call, expectAckError, expectError, Reply } from './support/http-call';
 import { handshakeOutcome } from './support/socket-handshake';
-import { commandsAdded, freshRedis, testRedisUrl } from './support/test-redis';
+import { commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 import { awayFromMinuteBoundary } from './support/timing';
 
 /** Small, so oversized payloads stay small. */
@@ -37,6 +40,36 @@ const HOSTILE_IDS: [string, string][] = [
   ['emoji', 'id-😀'],
   ['key separator chat:x', 'chat:x'],
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Redis helpers
+
+/** The length of every non-empty stream of one kind, one per partition, by key. */
+async function streamLengths(redis: Redis, kind: 'incoming' | 'outgoing'): Promise<Record<string, number>> {
+  const streams = keyLayout().partitions.map((p) => p[kind]);
+  const pipeline = redis.pipeline();
+  for (const stream of streams) pipeline.xlen(stream);
+  const lengths: Record<string, number> = {};
+  ((await pipeline.exec()) ?? []).forEach(([error, length], i) => {
+    if (error) throw error;
+    if (Number(length) > 0) lengths[streams[i]] = Number(length);
+  });
+  return lengths;
+}
+
+/**
+ * Messages accepted and not ended, over every partition (the members of the `chat:backlog:{T}`
+ * zsets): each session's head, in its partition's chat:incoming, and those waiting in its queue.
+ * With no worker running, every message accepted so far.
+ */
+async function acceptedCount(redis: Redis): Promise<number> {
+  const pipeline = redis.pipeline();
+  for (const p of keyLayout().partitions) pipeline.zcard(p.backlog);
+  return ((await pipeline.exec()) ?? []).reduce((sum, [error, count]) => {
+    if (error) throw error;
+    return sum + Number(count);
+  }, 0);
+}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
@@ -121,8 +154,9 @@ describe('input validation, auth, limits and security headers', () => {
 
     /** Everything a refused request could have touched. */
     const snapshot = async () => ({
-      incoming: await redis.xlen('chat:incoming'),
-      outgoing: await redis.xlen('chat:outgoing'),
+      incoming: await streamLengths(redis, 'incoming'),
+      outgoing: await streamLengths(redis, 'outgoing'),
+      accepted: await acceptedCount(redis),
       keys: (await redis.keys('*')).sort(),
       history: await historyOf(a.url, main),
     });
@@ -135,7 +169,8 @@ describe('input validation, auth, limits and security headers', () => {
       const seeded = await sendHttp(a.url, main, 'the one message this session has');
       expect(seeded.status).toBe(202);
       seededMessageId = String(seeded.body!.messageId);
-      expect(await redis.xlen('chat:incoming')).toBe(1);
+      // the session's head: the one command in any partition
+      expect(await streamLengths(redis, 'incoming')).toEqual({ [keyLayout().partitionOf(main.sessionId).incoming]: 1 });
       tokenOfRedisSecret = main;
     }, 40_000);
 
@@ -771,7 +806,8 @@ describe('input validation, auth, limits and security headers', () => {
       const first = await ChatClient.createSession(url);
       const second = await ChatClient.createSession(url);
       const third = await ChatClient.createSession(url);
-      const queued = () => redis.xlen('chat:incoming');
+      // accepted messages: a session's first is its head (in chat:incoming), the next ones wait in its queue
+      const queued = () => acceptedCount(redis);
 
       // session 1: three sends pass; a repeat of the first in between is not counted
       const s1 = await sendHttp(url, first, 'one', { clientMessageId: 'c-1' });
@@ -783,6 +819,8 @@ describe('input validation, auth, limits and security headers', () => {
       expect((await sendHttp(url, first, 'two')).status).toBe(202);
       expect((await sendHttp(url, first, 'three')).status).toBe(202);
       expect(await queued()).toBe(3);
+      // one head, two waiting behind it
+      expect(await redis.llen(keyLayout().session(first.sessionId).queue)).toBe(2);
 
       // the 4th send of the session in this minute is refused
       const historyBefore = await historyOf(url, first);
@@ -833,12 +871,16 @@ describe('input validation, auth, limits and security headers', () => {
   });
 
   // ===========================================================================================
-  describe('backlog: MAX_BACKLOG=2 without a worker', () => {
+  // The backlog bound is per partition (ceil(MAX_BACKLOG / PARTITIONS), docs/design.md): with one
+  // partition it is MAX_BACKLOG itself, shared by every session.
+  describe('backlog: MAX_BACKLOG=2, PARTITIONS=1, without a worker', () => {
+    const layout = new KeyLayout(1);
+    const partition = layout.partitions[0];
     let h: AppProcess;
 
     beforeAll(async () => {
       await redis.flushdb();
-      h = await startApp({ WORKER_ENABLED: 'false', MAX_BACKLOG: '2' });
+      h = await startApp({ WORKER_ENABLED: 'false', MAX_BACKLOG: '2', PARTITIONS: '1' });
     }, 30_000);
 
     afterAll(async () => {
@@ -847,17 +889,24 @@ describe('input validation, auth, limits and security headers', () => {
 
     it('refuses the third send with 503 and Retry-After, over HTTP and Socket.IO, queueing nothing', async () => {
       const s = await ChatClient.createSession(h.url);
+      /** The session's head in chat:incoming, the one waiting behind it, and the partition's backlog. */
+      const queued = async () => ({
+        incoming: await redis.xlen(partition.incoming),
+        waiting: await redis.llen(layout.session(s.sessionId).queue),
+        backlog: await redis.zcard(partition.backlog),
+      });
       const first = await sendHttp(h.url, s, 'first', { clientMessageId: 'b-1' });
       expect(first.status).toBe(202);
       expect((await sendHttp(h.url, s, 'second')).status).toBe(202);
-      expect(await redis.xlen('chat:incoming')).toBe(2);
+      expect(await queued()).toEqual({ incoming: 1, waiting: 1, backlog: 2 });
       const historyBefore = await historyOf(h.url, s);
+      const outgoingBefore = await redis.xlen(partition.outgoing);
 
       const third = await sendHttp(h.url, s, 'third');
       expectError(third, 503, /busy|backlog|waiting/);
       expect(retryAfterOf(third)).toBeGreaterThanOrEqual(1);
 
-      // the backlog is global: another session is refused too
+      // the backlog is the partition's, here every session's: another session is refused too
       const otherSession = await ChatClient.createSession(h.url);
       const refused = await sendHttp(h.url, otherSession, 'me too');
       expectError(refused, 503, /busy|backlog|waiting/);
@@ -871,7 +920,10 @@ describe('input validation, auth, limits and security headers', () => {
       expect(repeat.status).toBe(202);
       expect(repeat.body!.messageId).toBe(first.body!.messageId);
 
-      expect(await redis.xlen('chat:incoming')).toBe(2);
+      expect(await queued()).toEqual({ incoming: 1, waiting: 1, backlog: 2 });
+      expect(await redis.xlen(partition.outgoing)).toBe(outgoingBefore);
+      const otherKeys = layout.session(otherSession.sessionId);
+      expect(await redis.exists(otherKeys.hash, otherKeys.order, otherKeys.queue, otherKeys.events)).toBe(0);
       expect(await historyOf(h.url, s)).toEqual(historyBefore);
       expect((await historyOf(h.url, otherSession)).messages).toEqual([]);
     });

@@ -20,7 +20,7 @@ import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
+import { freshRedis, keyLayout, pendingCount, testRedisUrl } from './support/test-redis';
 
 const SYSTEM_PROMPT = 'You are a fault-injection test assistant.';
 const MODEL = 'gpt-oss:20b';
@@ -128,8 +128,14 @@ interface DeadLetter {
   data: Record<string, unknown>;
 }
 
+/** The dead letters naming `messageId`, in every partition's `chat:dead:{T}`. */
 async function deadLettersOf(redis: Redis, messageId: string): Promise<DeadLetter[]> {
-  const entries = await redis.xrange('chat:dead', '-', '+');
+  const pipeline = redis.pipeline();
+  for (const partition of keyLayout().partitions) pipeline.xrange(partition.dead, '-', '+');
+  const entries = ((await pipeline.exec()) ?? []).flatMap(([error, reply]) => {
+    if (error) throw error;
+    return reply as [string, string[]][];
+  });
   return entries
     .map(([, fields]) => {
       const map = new Map<string, string>();
@@ -147,14 +153,17 @@ async function expectNothingPending(redis: Redis): Promise<void> {
   );
 }
 
-/** The failure went to chat:dead once, naming the message, its session and the failure. */
+/**
+ * The failure went to a dead-letter stream once, naming the message, its session, the failure and
+ * the command's entry in its session's partition's chat:incoming.
+ */
 async function expectDeadLetter(redis: Redis, client: ChatClient, messageId: string, error: { code: string; message: string }) {
   const letters = await deadLettersOf(redis, messageId);
   expect(letters).toEqual([
     {
       type: 'chat.dead_letter',
       data: expect.objectContaining({
-        stream: 'chat:incoming',
+        stream: keyLayout().partitionOf(client.session.sessionId).incoming,
         entryId: expect.stringMatching(/^\d+-\d+$/),
         reason: `${error.code}: ${error.message}`,
         sessionId: client.session.sessionId,

@@ -12,6 +12,7 @@ import { AppProcess, exitedGracefully, ExitStatus } from './support/app-process'
 import { eventually } from './support/eventually';
 import { SseClient } from './support/sse-client';
 import { RedisServer } from './support/redis-server';
+import { keyLayout } from './support/test-redis';
 
 const GRACE_MS = 2000;
 /**
@@ -104,15 +105,17 @@ describe('shutdown without Redis', () => {
       const server = await redis();
       // A slow answer: it cannot finish within the grace period, so the worker must abandon it.
       const api = await start('main', server, { MOCK_TOKEN_DELAY_MS: '1000' });
+      const sessionId = randomUUID();
       const res = await fetch(`${api.url}/chat/send`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ sessionId: randomUUID(), content: 'take your time' }),
+        body: JSON.stringify({ sessionId, content: 'take your time' }),
       });
       expect(res.status).toBe(202);
       const observer = new Redis(server.url, { protocol: 2 });
       try {
-        const outgoing = async () => JSON.stringify(await observer.xrange('chat:outgoing', '-', '+'));
+        // the session's partition's chat:outgoing:{T}
+        const outgoing = async () => JSON.stringify(await observer.xrange(keyLayout().partitionOf(sessionId).outgoing, '-', '+'));
         await eventually(outgoing, (events) => events.includes('chat.delta'), 10_000);
       } finally {
         observer.disconnect();

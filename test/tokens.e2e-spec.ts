@@ -17,7 +17,7 @@ import { FakeOllama } from './support/fake-ollama';
 import { call } from './support/http-call';
 import { chatSocket, handshake, handshakeOutcome } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -236,7 +236,7 @@ describe('session tokens', () => {
       const reply = await call(app.url, 'GET', `/chat/${s.sessionId}/history`, bearer(s.token));
       expect(reply.body).toEqual({ statusCode: 401, error: 'Unauthorized', message: 'invalid token: its session was deleted' });
       // the revocation outlives every token of the session, and no longer
-      const ttl = await redis.ttl(`chat:{${s.sessionId}}:revoked`);
+      const ttl = await redis.ttl(keyLayout().session(s.sessionId).revoked);
       expect(ttl).toBeGreaterThan(TTL);
       expect(ttl).toBeLessThanOrEqual(TTL + 300);
       // other sessions are untouched
@@ -251,7 +251,9 @@ describe('session tokens', () => {
         expect((await call(app.url, 'DELETE', `/chat/${s.sessionId}`, bearer(s.token))).status).toBe(204);
         const ack: unknown = await socket.timeout(5000).emitWithAck('chat.send', { content: 'after the delete' });
         expect(ack).toEqual({ error: { statusCode: 401, error: 'Unauthorized', message: 'invalid token: its session was deleted' } });
-        expect(await redis.exists(`chat:{${s.sessionId}}:order`, `chat:{${s.sessionId}}:messages`)).toBe(0);
+        // nothing of the session was written: no history, no waiting message, no event
+        const keys = keyLayout().session(s.sessionId);
+        expect(await redis.exists(keys.hash, keys.order, keys.queue, keys.events)).toBe(0);
       } finally {
         socket.close();
       }
@@ -315,7 +317,7 @@ describe('session tokens', () => {
     it('DELETE revokes nothing: there are no tokens to revoke', async () => {
       const sessionId = 'no-tokens_1';
       expect((await call(app.url, 'DELETE', `/chat/${sessionId}`)).status).toBe(204);
-      expect(await redis.exists(`chat:{${sessionId}}:revoked`)).toBe(0);
+      expect(await redis.exists(keyLayout().session(sessionId).revoked)).toBe(0);
       expect((await call(app.url, 'GET', `/chat/${sessionId}/history`)).status).toBe(200);
     });
   });

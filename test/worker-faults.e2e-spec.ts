@@ -153,10 +153,7 @@ describe('worker faults', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    // running again, the stale worker finds itself fenced and stops its generation
-    await ollama.waitForAbort(0, 5000);
-    expect(ollama.requests[0].finished).toBe(false);
-    await sleep(2000); // anything it still wrote would have arrived by now
+    await sleep(2000); // anything the stale worker still wrote would have arrived by now
 
     const events = client.eventsOf(messageId);
     expect(attemptsOf(events)).toEqual([1, 2]);
@@ -174,7 +171,10 @@ describe('worker faults', () => {
     ).toBe(fresh.join(''));
     expect(events[end].payload.content).toBe(fresh.join(''));
     expect(await assistantReply(client, messageId)).toMatchObject({ status: 'completed', content: fresh.join('') });
-    // fenced, not crashed, and no third attempt of its own
+    // running again, the stale worker found itself fenced and stopped its generation: not crashed,
+    // and no third attempt of its own
+    await ollama.waitForAbort(0, 3000);
+    expect(ollama.requests[0].finished).toBe(false);
     expect(await within(paused.waitForExit(), 0)).toBe('still waiting');
     expect(ollama.requests).toHaveLength(2);
     await eventually(
@@ -248,10 +248,11 @@ describe('worker faults', () => {
     const stale = tokens('a', 400); // 20 s: far beyond the grace period
     const fresh = tokens('b', 20);
     ollama.enqueue({ content: stale, tokenDelayMs: 50 }, { content: fresh, tokenDelayMs: 20 });
-    // A liveness of 6 s: waiting for the stopped worker's heartbeat to age (≥ 4.5 s after the
-    // SIGTERM) would miss the 3 s bound; only marking itself dead meets it (grace 0.5 s + at most
-    // one heartbeat of the live worker, 1.5 s).
-    const env = { WORKER_LIVENESS_MS: '6000' };
+    // A liveness of 4 s: waiting for the stopping worker's last heartbeat to age (≥ 3.5 s after
+    // the SIGTERM: it heartbeats through the grace period) would miss the 3 s bound; marking itself
+    // dead meets it (grace 0.5 s, the aborted generation settling, then at most one heartbeat
+    // period of the live worker, 1 s).
+    const env = { WORKER_LIVENESS_MS: '4000' };
     const stopping = await startWorker({ ...env, SHUTDOWN_GRACE_MS: '500' });
     const client = await open();
     const messageId = await sendAndWaitForDelta(client, 'survive a SIGTERM');

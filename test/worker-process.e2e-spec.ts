@@ -9,7 +9,7 @@ import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
 import { freePort } from './support/redis-server';
-import { freshRedis, pendingCount, pendingEntries, testRedisUrl } from './support/test-redis';
+import { freshRedis, pendingCount, pendingEntries, testRedisUrl, workerHeartbeats } from './support/test-redis';
 
 describe('standalone worker processes', () => {
   let redis: Redis;
@@ -95,8 +95,13 @@ describe('standalone worker processes', () => {
 
     try {
       expect(exitedGracefully(await worker.stop())).toBe(true);
-      expect(worker.log).toContain('leaving 1 unfinished generation(s) to other workers');
-      expect(await pendingEntries(redis)).toHaveLength(1);
+      expect(worker.log).toContain('handing 1 unfinished generation(s) over to other workers');
+      const pending = await pendingEntries(redis);
+      expect(pending).toHaveLength(1);
+      // and marked itself dead, so another worker takes it over at once: its heartbeat in
+      // chat:workers is older than any liveness (the default, 2000 ms)
+      const [seconds] = await redis.time();
+      expect((await workerHeartbeats(redis)).get(pending[0].consumer)).toBeLessThan(Number(seconds) * 1000 - 2000);
       expect(client.eventsOf(messageId).map((e) => e.type)).not.toContain('chat.completed');
       expect(client.eventsOf(messageId).map((e) => e.type)).not.toContain('chat.failed');
     } finally {

@@ -83,8 +83,14 @@ export async function runMemory(ctx: PhaseContext): Promise<MemoryResult> {
       redisUsedMemory: r.usedMemory,
       redisRss: r.usedMemoryRss,
       redisKeys: r.keys,
-      outgoingLen: await totalLength(env.redis, LAYOUT.partitions.map((p) => p.outgoing)),
-      incomingLen: await totalLength(env.redis, LAYOUT.partitions.map((p) => p.incoming)),
+      outgoingLen: await totalLength(
+        env.redis,
+        LAYOUT.partitions.map((p) => p.outgoing),
+      ),
+      incomingLen: await totalLength(
+        env.redis,
+        LAYOUT.partitions.map((p) => p.incoming),
+      ),
     };
     samples.push(s);
     return s;

@@ -17,7 +17,9 @@ import { OllamaProvider } from './providers/ollama.provider';
       provide: AI_PROVIDER,
       inject: [AppConfig],
       useFactory: (config: AppConfig): AiProvider =>
-        config.ai.provider === 'mock' ? new MockProvider(config.ai.mockTokenDelayMs) : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
+        config.ai.provider === 'mock'
+          ? new MockProvider(config.ai.mockTokenDelayMs)
+          : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
     },
     MessageRunner,
     CancelListener,

@@ -45,6 +45,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private loop: Promise<void> | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private beating = false;
+  /** The heartbeat in progress (or the last one). */
+  private lastBeat: Promise<void> = Promise.resolve();
   private stopping = false;
   /** Aborted by `stop`: ends a read or a backoff the read loop is waiting on. */
   private halt = new AbortController();
@@ -76,10 +78,17 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     this.halt = new AbortController();
     this.connection = this.redis.openBlocking(`worker:${this.consumer}`);
     this.cancels.start(({ messageId }) => this.cancel(messageId));
-    void this.beat();
-    this.heartbeat = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.config.worker.livenessMs / 4)));
+    this.lastBeat = this.beat();
+    this.heartbeat = setInterval(
+      () => {
+        if (!this.beating) this.lastBeat = this.beat();
+      },
+      Math.max(100, Math.floor(this.config.worker.livenessMs / 4)),
+    );
     this.loop = this.readLoop(this.connection);
-    this.logger.log(`worker ${this.consumer} reading ${this.config.redis.partitions} partition(s) (concurrency ${this.config.worker.concurrency})`);
+    this.logger.log(
+      `worker ${this.consumer} reading ${this.config.redis.partitions} partition(s) (concurrency ${this.config.worker.concurrency})`,
+    );
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -107,19 +116,31 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       const graceOver = await Promise.race([all.then(() => false), sleep(this.config.worker.shutdownGraceMs).then(() => true)]);
       if (graceOver) {
         this.logger.warn(`handing ${this.inFlight.size} unfinished generation(s) over to other workers`);
+        // Marked dead first (heartbeats stopped, so nothing marks it alive again): aborted
+        // generations write nothing more, and another worker may start on them right away.
+        this.stopHeartbeat();
+        // a heartbeat already on its way would mark it alive again after this
+        await bounded(this.lastBeat, SHUTDOWN_CALL_MS).catch(() => undefined);
+        await bounded(this.registry.heartbeat(this.consumer, false), SHUTDOWN_CALL_MS).catch((err: unknown) => {
+          this.logger.warn(`marking this worker dead failed: ${(err as Error).message}`);
+        });
         for (const f of this.inFlight.values()) f.controller.abort(ABORT_SHUTDOWN);
         handedBack = true;
         const settled = await Promise.race([all.then(() => true), sleep(ABANDON_WAIT_MS).then(() => false)]);
         if (!settled) this.logger.warn(`${this.inFlight.size} aborted generation(s) still waiting on Redis; not waiting for them`);
       }
     }
-    // Heartbeats ran until every generation settled; stop only now.
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = null;
+    // Heartbeats ran until every generation settled (or was handed over); stop only now.
+    this.stopHeartbeat();
     this.cancels.stop();
     await bounded(this.leave(handedBack), SHUTDOWN_CALL_MS).catch((err: unknown) => {
       this.logger.warn(`leaving the worker groups failed: ${(err as Error).message}`);
     });
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
   }
 
   /** Marks this worker dead at once (others take over what it still holds), or leaves the groups when it holds nothing. */

@@ -47,7 +47,15 @@ export class MessageRunner {
     if (!decoded.ok) {
       const reason = `malformed command: ${decoded.reason}`;
       const at = new Date().toISOString();
-      await this.deadLetters.add(entry.partition.dead, { stream: entry.partition.incoming, entryId: entry.id, reason, sessionId: null, messageId: null, fields: entry.fields, at });
+      await this.deadLetters.add(entry.partition.dead, {
+        stream: entry.partition.incoming,
+        entryId: entry.id,
+        reason,
+        sessionId: null,
+        messageId: null,
+        fields: entry.fields,
+        at,
+      });
       this.metrics.deadLetters.inc();
       await this.group.ack(entry);
       this.logger.warn(`dead-lettered ${entry.partition.incoming} ${entry.id}: ${reason}`);
@@ -73,7 +81,13 @@ export class MessageRunner {
     }
   }
 
-  private async generate(ref: MessageRef, entry: PartitionEntry, consumer: string, first: Started, signal: AbortSignal): Promise<RunResult> {
+  private async generate(
+    ref: MessageRef,
+    entry: PartitionEntry,
+    consumer: string,
+    first: Started,
+    signal: AbortSignal,
+  ): Promise<RunResult> {
     const began = Date.now();
     let current = first;
     for (let retry = 0; ; retry++) {
@@ -95,13 +109,22 @@ export class MessageRunner {
             ...(result.thinking ? { thinking: result.thinking } : {}),
             usage: result.usage,
           };
-          const payload = { ...ref, content: result.content, ...(result.thinking ? { thinking: result.thinking } : {}), usage: result.usage };
+          const payload = {
+            ...ref,
+            content: result.content,
+            ...(result.thinking ? { thinking: result.thinking } : {}),
+            usage: result.usage,
+          };
           const finished = await this.store.finish(ref, entry.id, current.attempt, part, { type: 'chat.completed', payload });
           if (finished.result === 'completed') this.recordCompletion(result, Date.now() - began);
           return this.settled(ref, finished, current.attempt);
         }
         case 'cancelled':
-          return this.settled(ref, await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }), current.attempt);
+          return this.settled(
+            ref,
+            await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }),
+            current.attempt,
+          );
         case 'shutdown':
           return 'left';
         case 'fenced':
@@ -113,7 +136,12 @@ export class MessageRunner {
           const failure = result.error;
           if (!failure.transient || retry >= MAX_RETRIES) return this.fail(ref, entry, current, failure.toReason(), result.partial);
           const waitMs = RETRY_BACKOFF_MS[retry] ?? 2000;
-          this.logger.warn(about(ref, `attempt ${current.attempt} failed (${failure.code}), retrying: ${failure.message}`, { attempt: current.attempt, code: failure.code }));
+          this.logger.warn(
+            about(ref, `attempt ${current.attempt} failed (${failure.code}), retrying: ${failure.message}`, {
+              attempt: current.attempt,
+              code: failure.code,
+            }),
+          );
           const detail = `${failure.message} Trying again in ${(waitMs / 1000).toFixed(1)} s.`;
           const told = await this.store.emit(ref, current.attempt, { type: 'chat.status', payload: { ...ref, state: 'retrying', detail } });
           if (told.result === 'fenced') return 'left';
@@ -121,7 +149,11 @@ export class MessageRunner {
           await sleep(waitMs, signal);
           if (signal.aborted && !isCancelled(signal)) return 'left';
           if (isCancelled(signal) || told.result === 'cancel_requested') {
-            return this.settled(ref, await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }), current.attempt);
+            return this.settled(
+              ref,
+              await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }),
+              current.attempt,
+            );
           }
           const again = await this.store.start(ref, entry.id, consumer, current.attempt);
           if (again.result !== 'started') return this.notStarted(ref, entry, again);
@@ -142,7 +174,14 @@ export class MessageRunner {
       fields: ['content', current.user?.content ?? ''],
       at: new Date().toISOString(),
     };
-    const finished = await this.store.finish(ref, entry.id, current.attempt, part, { type: 'chat.failed', payload: { ...ref, error } }, deadLetter);
+    const finished = await this.store.finish(
+      ref,
+      entry.id,
+      current.attempt,
+      part,
+      { type: 'chat.failed', payload: { ...ref, error } },
+      deadLetter,
+    );
     if (finished.result === 'failed') {
       this.metrics.deadLetters.inc();
       this.metrics.finished.inc({ outcome: 'failed', code: error.code });
@@ -205,7 +244,8 @@ export class MessageRunner {
     this.metrics.finished.inc({ outcome: 'completed', code: '' });
     this.metrics.generationTime.observe(ms / 1000);
     const streamingSeconds = result.streamingMs / 1000;
-    if (result.usage.completionTokens > 0 && streamingSeconds > 0) this.metrics.tokensPerSecond.observe(result.usage.completionTokens / streamingSeconds);
+    if (result.usage.completionTokens > 0 && streamingSeconds > 0)
+      this.metrics.tokensPerSecond.observe(result.usage.completionTokens / streamingSeconds);
   }
 }
 

@@ -73,18 +73,30 @@ export class ProviderAttempt {
       this.controller.abort();
     };
     let firstTokenTimer: NodeJS.Timeout | null = setTimeout(
-      expire(() => new GenerationError('first_token_timeout', `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`, true)),
+      expire(
+        () =>
+          new GenerationError(
+            'first_token_timeout',
+            `The model sent nothing for ${seconds(firstTokenTimeoutMs)} (it may still be loading); try again.`,
+            true,
+          ),
+      ),
       firstTokenTimeoutMs,
     );
     const totalTimer = setTimeout(
-      expire(() => new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false)),
+      expire(
+        () => new GenerationError('generation_timeout', `The answer took longer than ${seconds(totalTimeoutMs)} and was stopped.`, false),
+      ),
       totalTimeoutMs,
     );
     let lastTokenAt = Date.now();
     const statusTimer = setInterval(() => {
       const quietMs = Date.now() - lastTokenAt;
       if (quietMs < STATUS_INTERVAL_MS) return;
-      const detail = firstTokenAt === null ? `Waiting for the model to answer (${Math.round(quietMs / 1000)} s so far).` : `The model has been silent for ${Math.round(quietMs / 1000)} s.`;
+      const detail =
+        firstTokenAt === null
+          ? `Waiting for the model to answer (${Math.round(quietMs / 1000)} s so far).`
+          : `The model has been silent for ${Math.round(quietMs / 1000)} s.`;
       void this.write({ type: 'chat.status', payload: { ...this.ref, state: 'waiting_for_model', detail } });
     }, STATUS_INTERVAL_MS);
     const batcher = new DeltaBatcher((kind, delta) => this.publish(kind, delta), this.deps.config.worker.deltaCoalesceMs);
@@ -115,7 +127,13 @@ export class ProviderAttempt {
       if (!usage) throw new GenerationError('stream_interrupted', 'The model stream ended without finishing.', true);
       await batcher.close();
       if (this.stop || this.redisFailure) return this.interrupted(null);
-      return { kind: 'completed', content: this.partial.content, thinking: this.partial.thinking, usage, streamingMs: Date.now() - (firstTokenAt ?? started) };
+      return {
+        kind: 'completed',
+        content: this.partial.content,
+        thinking: this.partial.thinking,
+        usage,
+        streamingMs: Date.now() - (firstTokenAt ?? started),
+      };
     } catch (err) {
       await batcher.discard();
       if (this.stop || this.redisFailure || this.signal.aborted) return this.interrupted(null);
@@ -137,7 +155,11 @@ export class ProviderAttempt {
     if (this.stop === 'cancelled' || isCancelled(this.signal)) return { kind: 'cancelled', partial: this.published };
     if (this.signal.aborted) return { kind: 'shutdown' };
     if (timeout) return { kind: 'error', error: timeout, partial: this.partial };
-    return { kind: 'error', error: new GenerationError('stream_interrupted', 'The model stream ended without finishing.', true), partial: this.partial };
+    return {
+      kind: 'error',
+      error: new GenerationError('stream_interrupted', 'The model stream ended without finishing.', true),
+      partial: this.partial,
+    };
   }
 
   private async publish(kind: 'thinking' | 'content', delta: string): Promise<void> {
@@ -147,9 +169,18 @@ export class ProviderAttempt {
     let snapshot: StoredAssistantPart | null = null;
     if (Date.now() - this.snapshotAt >= SNAPSHOT_EVERY_MS) {
       this.snapshotAt = Date.now();
-      snapshot = { content: this.published.content, createdAt: this.createdAt, ...(this.published.thinking ? { thinking: this.published.thinking } : {}) };
+      snapshot = {
+        content: this.published.content,
+        createdAt: this.createdAt,
+        ...(this.published.thinking ? { thinking: this.published.thinking } : {}),
+      };
     }
-    await this.write(kind === 'thinking' ? { type: 'chat.thinking', payload: { ...this.ref, delta } } : { type: 'chat.delta', payload: { ...this.ref, delta } }, snapshot);
+    await this.write(
+      kind === 'thinking'
+        ? { type: 'chat.thinking', payload: { ...this.ref, delta } }
+        : { type: 'chat.delta', payload: { ...this.ref, delta } },
+      snapshot,
+    );
   }
 
   /** Writes an event of this attempt; a refusal or a Redis error stops the model request. */
@@ -170,7 +201,11 @@ export class ProviderAttempt {
 export function isRedisError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const name = err.name;
-  return name === 'ReplyError' || name === 'MaxRetriesPerRequestError' || /Connection is closed|Command timed out|Stream isn't writeable/i.test(err.message);
+  return (
+    name === 'ReplyError' ||
+    name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|Command timed out|Stream isn't writeable/i.test(err.message)
+  );
 }
 
 export function toGenerationError(err: unknown): GenerationError {

@@ -57,10 +57,9 @@ export class ChatService {
    * One script stores the user part, queues the message (for the workers when the session is idle,
    * behind its earlier messages otherwise) and writes chat.user_message, or refuses it as a whole.
    *
-   * A repeat of an accepted clientMessageId is answered with the first messageId and never refused
-   * by a rate limit: its lookup (one HGET) goes out together with the rate checks, and a repeat found
-   * there is answered whatever they said. It still counts towards the rate, like any request. A
-   * repeat racing its first send past that lookup is caught by the send script itself.
+   * A repeat of an accepted clientMessageId is answered with the first messageId before the limits
+   * (one HGET, only when a clientMessageId is given): it queues nothing, so it is neither counted
+   * nor refused. A repeat racing its first send past that lookup is caught by the send script.
    */
   async send(input: SendInput): Promise<SendResult> {
     const max = this.config.limits.maxMessageChars;
@@ -68,19 +67,11 @@ export class ChatService {
       throw new BadRequestException(`content must be at most ${max} characters (got ${input.content.length})`);
     }
     const { sessionId, clientMessageId } = input;
-    const limited = this.limits.check(sessionId, input.address ?? null).then(
-      () => null,
-      (err: unknown) => err,
-    );
     if (clientMessageId) {
       const existing = await this.redis.commands.hget(this.keys.session(sessionId).hash, FIELD.clientId(clientMessageId));
-      if (existing) {
-        await limited;
-        return { messageId: existing, sessionId, status: 'queued' };
-      }
+      if (existing) return { messageId: existing, sessionId, status: 'queued' };
     }
-    const refused = await limited;
-    if (refused) throw refused as Error;
+    await this.limits.check(sessionId, input.address ?? null);
 
     const ref: MessageRef = { sessionId, messageId: randomUUID() };
     const user: StoredUserPart = {

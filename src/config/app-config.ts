@@ -69,7 +69,12 @@ export class AppConfig {
       healthDetails: env.HEALTH_DETAILS,
       metricsToken: env.METRICS_TOKEN ?? null,
     };
-    this.redis = { url: env.REDIS_URL, streamMaxLen: env.STREAM_MAX_LEN, sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN, partitions: env.PARTITIONS };
+    this.redis = {
+      url: env.REDIS_URL,
+      streamMaxLen: env.STREAM_MAX_LEN,
+      sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN,
+      partitions: env.PARTITIONS,
+    };
     this.ai = {
       provider: env.AI_PROVIDER,
       ollamaHost: env.OLLAMA_HOST.replace(/\/+$/, ''),

@@ -35,7 +35,14 @@ export class DeadLetters {
 
   /** Dead-letters an entry that never became a message (it did not decode). */
   async add(deadStream: string, letter: DeadLetter): Promise<void> {
-    await this.redis.commands.xadd(deadStream, 'MAXLEN', '~', this.config.redis.streamMaxLen, '*', ...encodeEnvelope('chat.dead_letter', letter));
+    await this.redis.commands.xadd(
+      deadStream,
+      'MAXLEN',
+      '~',
+      this.config.redis.streamMaxLen,
+      '*',
+      ...encodeEnvelope('chat.dead_letter', letter),
+    );
   }
 
   /**

@@ -51,7 +51,12 @@ export interface ScriptReply {
 
 type Registered = Record<string, (...args: (string | number)[]) => Promise<unknown>>;
 
-export async function runScript(connection: Redis, name: StateScript | OtherScript, keys: string[], args: (string | number)[]): Promise<ScriptReply> {
+export async function runScript(
+  connection: Redis,
+  name: StateScript | OtherScript,
+  keys: string[],
+  args: (string | number)[],
+): Promise<ScriptReply> {
   const command = (connection as unknown as Registered)[commandName(name)];
   if (typeof command !== 'function') throw new Error(`script ${name} is not registered on this connection`);
   const reply: unknown = await command.call(connection, ...keys, ...args);
@@ -62,5 +67,16 @@ export async function runScript(connection: Redis, name: StateScript | OtherScri
 /** KEYS of every state script, in lib.lua's order. */
 export function stateKeys(session: SessionKeys): string[] {
   const p = session.partition;
-  return [session.hash, session.order, session.queue, session.events, p.outgoing, p.incoming, p.backlog, session.deleted, session.revoked, p.dead];
+  return [
+    session.hash,
+    session.order,
+    session.queue,
+    session.events,
+    p.outgoing,
+    p.incoming,
+    p.backlog,
+    session.deleted,
+    session.revoked,
+    p.dead,
+  ];
 }

@@ -73,7 +73,16 @@ export class WorkerGroup {
   /** This consumer's own pending entries (after a read failed: their delivery may never have reached us). */
   async readOwnPending(connection: Redis, consumer: string): Promise<PartitionEntry[]> {
     const streams = this.keys.partitions.map((p) => p.incoming);
-    const reply: unknown = await connection.xreadgroup('GROUP', WORKER_GROUP, consumer, 'COUNT', 1000, 'STREAMS', ...streams, ...streams.map(() => '0'));
+    const reply: unknown = await connection.xreadgroup(
+      'GROUP',
+      WORKER_GROUP,
+      consumer,
+      'COUNT',
+      1000,
+      'STREAMS',
+      ...streams,
+      ...streams.map(() => '0'),
+    );
     return this.entries(reply, 1);
   }
 

@@ -20,7 +20,12 @@ export class WorkerRegistry {
    * work is to be taken over at once). Returns consumers silent for longer than the liveness.
    */
   async heartbeat(consumer: string, alive = true): Promise<string[]> {
-    const { values } = await runScript(this.redis.commands, 'heartbeat', [GLOBAL_KEYS.workers], [consumer, this.config.worker.livenessMs, alive ? '1' : '0']);
+    const { values } = await runScript(
+      this.redis.commands,
+      'heartbeat',
+      [GLOBAL_KEYS.workers],
+      [consumer, this.config.worker.livenessMs, alive ? '1' : '0'],
+    );
     return values.map(String).filter((c) => c !== consumer);
   }
 

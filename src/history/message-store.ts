@@ -36,9 +36,11 @@ export type StartOutcome =
 
 export type EmitOutcome = { result: 'emitted' | 'cancel_requested'; eventId: string } | { result: 'fenced' } | { result: 'gone' };
 
-export type FinishOutcome = { result: FinalStatus; eventId: string } | { result: 'ended'; status: string } | { result: 'gone' } | { result: 'fenced' };
+export type FinishOutcome =
+  { result: FinalStatus; eventId: string } | { result: 'ended'; status: string } | { result: 'gone' } | { result: 'fenced' };
 
-export type CancelOutcome = { result: 'cancelled'; eventId: string } | { result: 'signal'; owner: string } | { result: 'ended' } | { result: 'gone' };
+export type CancelOutcome =
+  { result: 'cancelled'; eventId: string } | { result: 'signal'; owner: string } | { result: 'ended' } | { result: 'gone' };
 
 /** Events a worker writes while it answers. */
 export type ProgressEvent = Extract<ChatEvent, { type: 'chat.thinking' | 'chat.delta' | 'chat.status' }>;
@@ -72,7 +74,14 @@ export class MessageStore {
 
   private run(name: StateScript, ref: MessageRef, args: (string | number)[]): Promise<ScriptReply> {
     const session = this.keys.session(ref.sessionId);
-    const common = [ref.sessionId, ref.messageId, this.config.history.ttlSeconds, this.config.redis.streamMaxLen, this.config.redis.sessionEventsMaxLen, WORKER_GROUP];
+    const common = [
+      ref.sessionId,
+      ref.messageId,
+      this.config.history.ttlSeconds,
+      this.config.redis.streamMaxLen,
+      this.config.redis.sessionEventsMaxLen,
+      WORKER_GROUP,
+    ];
     return runScript(this.redis.commands, name, stateKeys(session), [...common, ...args]);
   }
 
@@ -116,7 +125,13 @@ export class MessageStore {
     switch (result) {
       case 'started': {
         const [attempt, eventId, user, ...turns] = values;
-        return { result, attempt: Number(attempt), eventId: String(eventId), user: parseUserPart(asString(user)), context: toContext(turns, this.config.history.contextMessages) };
+        return {
+          result,
+          attempt: Number(attempt),
+          eventId: String(eventId),
+          user: parseUserPart(asString(user)),
+          context: toContext(turns, this.config.history.contextMessages),
+        };
       }
       case 'ended':
         return { result, status: String(values[0]) };
@@ -132,7 +147,13 @@ export class MessageStore {
   /** Writes a progress event of `attempt`; `snapshot` (the reply so far, this event included) is kept for history readers. */
   async emit(ref: MessageRef, attempt: number, event: ProgressEvent, snapshot: StoredAssistantPart | null = null): Promise<EmitOutcome> {
     const logged = event.type === 'chat.status' ? '0' : '1';
-    const { result, values } = await this.run('emit', ref, [attempt, event.type, JSON.stringify(event.payload), logged, snapshot ? JSON.stringify(snapshot) : '']);
+    const { result, values } = await this.run('emit', ref, [
+      attempt,
+      event.type,
+      JSON.stringify(event.payload),
+      logged,
+      snapshot ? JSON.stringify(snapshot) : '',
+    ]);
     if (result === 'emitted' || result === 'cancel_requested') return { result, eventId: String(values[0]) };
     if (result === 'fenced' || result === 'gone') return { result };
     throw new Error(`unexpected emit result ${result}`);
@@ -166,7 +187,7 @@ export class MessageStore {
     const empty: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
     const { result, values } = await this.run('cancel', ref, [force ? '1' : '0', JSON.stringify(empty)]);
     if (result === 'cancelled') return { result, eventId: String(values[0]) };
-    if (result === 'signal') return { result, owner: String(values[0] ?? '') };
+    if (result === 'signal') return { result, owner: typeof values[0] === 'string' ? values[0] : '' };
     if (result === 'ended' || result === 'gone') return { result };
     throw new Error(`unexpected cancel result ${result}`);
   }
