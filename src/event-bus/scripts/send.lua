@@ -76,5 +76,5 @@ if active then
     ',"detail":"Waiting for ' .. ahead .. ' earlier message(s) of this chat."}', false)
 end
 -- A new session's keys get their expiry now; later, every message's end refreshes it (conclude).
-if length == 1 then refresh() end
+if length == 1 then refresh(true) end
 return { 'queued', id, ahead }
