@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AppConfig } from '../config/app-config';
-import { RedisConnections } from '../event-bus/redis-connections';
+import { RedisConnections, whenReady } from '../event-bus/redis-connections';
 import { ABORTED, sleep, untilAborted } from '../event-bus/stream-tail';
 import { PartitionEntry, WorkerGroup } from '../event-bus/worker-group';
 import { WorkerRegistry } from '../event-bus/worker-registry';
@@ -21,6 +21,13 @@ const BLOCK_MS = 2000;
 const ABANDON_WAIT_MS = 1000;
 /** Redis calls of the shutdown path (mark dead, leave the groups) get this long each. */
 const SHUTDOWN_CALL_MS = 1000;
+
+/** What a read brought: new entries, or this worker's own to run again (never handed back). */
+interface Read {
+  entries: PartitionEntry[];
+  own: boolean;
+}
+const NOTHING: Read = { entries: [], own: false };
 
 interface InFlight {
   entry: PartitionEntry;
@@ -55,6 +62,10 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   /** Set after a read failed: the next read first runs this consumer's own pending entries. */
   private recoverOwn = false;
   private rotation = 0;
+  /** Bumped when a read is given up on: that read issues nothing more. */
+  private readToken = 0;
+  /** Entries whose run met a Redis error, or own entries without a slot yet: run at the next read. */
+  private readonly redo = new Map<string, PartitionEntry>();
 
   constructor(
     private readonly config: AppConfig,
@@ -178,20 +189,32 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         this.slotFreed = null;
         continue;
       }
-      let entries: PartitionEntry[] | typeof ABORTED;
+      if (connection.status !== 'ready') {
+        // No read is queued while Redis is away: each would run after the reconnect, unawaited.
+        await untilAborted(
+          whenReady(connection, BLOCK_MS).catch(() => undefined),
+          halt,
+        );
+        this.recoverOwn = true;
+        continue;
+      }
+      let entries: Read | typeof ABORTED;
       // Not awaited past `stop`, nor past a dropped connection: a read in flight then is neither
       // answered nor resent (autoResendUnfulfilledCommands is off) and would hang until its
-      // blocking timeout; the next read first runs this worker's own pending entries.
+      // blocking timeout; the next read first runs this worker's own pending entries. A read given
+      // up on issues nothing more (its token is stale).
       const dropped = new AbortController();
       const onClose = () => dropped.abort();
       connection.once('close', onClose);
+      const token = ++this.readToken;
       try {
-        entries = await untilAborted(this.read(connection, groupReady), AbortSignal.any([halt, dropped.signal]));
+        entries = await untilAborted(this.read(connection, groupReady, token), AbortSignal.any([halt, dropped.signal]));
         if (entries === ABORTED && !halt.aborted) throw new Error('connection closed during the read');
         groupReady = true;
         backoffMs = 100;
       } catch (err) {
-        if (this.stopping || connection.status === 'end') break;
+        this.readToken++;
+        if (this.stopping || this.connection !== connection) break;
         const message = (err as Error).message;
         // The streams or groups vanished (Redis restarted without persistence, or FLUSHALL): recreate them.
         if (message.includes('NOGROUP')) groupReady = false;
@@ -205,21 +228,30 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         connection.off('close', onClose);
       }
       if (entries === ABORTED) break;
-      await this.take(entries);
+      await this.take(entries.entries, entries.own);
     }
   }
 
-  private async read(connection: Redis, groupReady: boolean): Promise<PartitionEntry[]> {
+  private async read(connection: Redis, groupReady: boolean, token: number): Promise<Read> {
+    const current = () => token === this.readToken;
     if (!groupReady) await this.group.ensure(connection);
-    if (this.recoverOwn) {
-      const own = (await this.group.readOwnPending(connection, this.consumer)).filter((e) => !this.inFlight.has(inFlightKey(e)));
+    if (this.recoverOwn && current()) {
+      const pending = await this.group.readOwnPending(connection, this.consumer);
+      if (!current()) return NOTHING;
       this.recoverOwn = false;
+      // Messages whose run met a Redis error: run again, whether or not Redis still has their entry
+      // (if it lost its data, `start` finds them gone and they fail visibly as message_lost).
+      const byKey = new Map(pending.map((e) => [inFlightKey(e), e]));
+      for (const [key, entry] of this.redo) if (!byKey.has(key)) byKey.set(key, entry);
+      this.redo.clear();
+      const own = [...byKey.values()].filter((e) => !this.inFlight.has(inFlightKey(e)));
       if (own.length > 0) {
         this.logger.log(`running ${own.length} pending command(s) of this worker again`);
-        return own;
+        return { entries: own, own: true };
       }
     }
-    return this.group.readNew(connection, this.consumer, BLOCK_MS, this.rotation);
+    if (!current()) return NOTHING;
+    return { entries: await this.group.readNew(connection, this.consumer, BLOCK_MS, this.rotation), own: false };
   }
 
   /**
@@ -227,7 +259,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
    * the partition of the last entry taken: round-robin, so a busy partition cannot keep another's
    * messages waiting while the worker has one slot.
    */
-  private async take(entries: PartitionEntry[]): Promise<void> {
+  private async take(entries: PartitionEntry[], own: boolean): Promise<void> {
     const extra: PartitionEntry[] = [];
     for (const entry of entries) {
       if (this.inFlight.has(inFlightKey(entry))) continue;
@@ -238,6 +270,12 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       } else extra.push(entry);
     }
     if (extra.length === 0) return;
+    if (own) {
+      // This worker's own: kept for the next read, when slots are free.
+      for (const e of extra) this.redo.set(inFlightKey(e), e);
+      this.recoverOwn = true;
+      return;
+    }
     await Promise.all(extra.map((e) => this.group.release(e))).catch((err: unknown) => {
       // Still pending with us: run them later from our own pending entries.
       this.recoverOwn = true;
@@ -254,7 +292,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       .then(
         () => undefined,
         (err: unknown) => {
-          // Still pending with this consumer: run it again (a new attempt) once Redis answers.
+          // Still pending with this consumer (or lost with Redis's data): run it again once Redis answers.
+          this.redo.set(inFlightKey(entry), entry);
           this.recoverOwn = true;
           const what = isRedisError(err) ? 'Redis failed' : 'failed';
           this.logger.error(`processing ${entry.id} ${what}, will run it again: ${(err as Error).message}`);

@@ -13,7 +13,13 @@ export class AppConfig {
     healthDetails: boolean;
     metricsToken: string | null;
   };
-  readonly redis: { url: string; streamMaxLen: number; sessionEventsMaxLen: number; partitions: number };
+  readonly redis: {
+    url: string;
+    /** Approximate bound of each partition's stream: STREAM_MAX_LEN shared by the partitions. */
+    streamMaxLen: number;
+    sessionEventsMaxLen: number;
+    partitions: number;
+  };
   readonly ai: {
     provider: 'ollama' | 'mock';
     ollamaHost: string;
@@ -71,7 +77,9 @@ export class AppConfig {
     };
     this.redis = {
       url: env.REDIS_URL,
-      streamMaxLen: env.STREAM_MAX_LEN,
+      // STREAM_MAX_LEN bounds each kind of stream in all: shared by the partitions, a few hundred
+      // entries each at the least (a relay further behind than that misses events of a partition).
+      streamMaxLen: Math.max(Math.min(env.STREAM_MAX_LEN, 500), Math.ceil(env.STREAM_MAX_LEN / env.PARTITIONS)),
       sessionEventsMaxLen: env.SESSION_EVENTS_MAX_LEN,
       partitions: env.PARTITIONS,
     };

@@ -252,7 +252,10 @@ export class Environment {
   @Min(60)
   HISTORY_TTL_SECONDS = 7 * 24 * 3600;
 
-  /** Approximate length bound of chat:incoming / chat:outgoing / chat:dead (XADD MAXLEN ~). */
+  /**
+   * Approximate length bound of all chat:incoming:{T} / chat:outgoing:{T} / chat:dead:{T} streams
+   * together (XADD MAXLEN ~ on each partition's share, at least 500 entries per partition).
+   */
   @Transform(toInt)
   @IsInt()
   @Min(100)
