@@ -42,9 +42,22 @@ describe('Redis outage', () => {
     await server?.dispose();
   });
 
-  it('refuses sends fast with 503 while Redis is down, and works again once it is back', async () => {
+  /**
+   * Opens a client and waits until its socket is attached to its session's events (a first answer
+   * arrives): a socket whose attachment meets the outage is disconnected by the server (the page
+   * then reconnects; this test client does not).
+   */
+  const openAttached = async () => {
     const client = await ChatClient.open(api.url);
     clients.push(client);
+    const hello = await client.send('hello');
+    expect(hello.status).toBe(202);
+    await client.waitForEnd(String(hello.body.messageId), 20_000);
+    return client;
+  };
+
+  it('refuses sends fast with 503 while Redis is down, and works again once it is back', async () => {
+    const client = await openAttached();
     await server.kill();
 
     const started = Date.now();
@@ -72,8 +85,7 @@ describe('Redis outage', () => {
   });
 
   it('refuses sends within 2 s while Redis hangs with its connections open, also sends queued behind others', async () => {
-    const client = await ChatClient.open(api.url);
-    clients.push(client);
+    const client = await openAttached();
     const send = async (content: string) => {
       const started = Date.now();
       const res = await fetch(`${api.url}/chat/send`, {
@@ -130,12 +142,8 @@ describe('Redis outage', () => {
     'after Redis was %s, the first send completes at once, as attempt 1',
     async (_outage, outage) => {
       ollama.setDefault({ tokenDelayMs: 10 });
-      const client = await ChatClient.open(api.url);
-      clients.push(client);
       // the worker is idle, blocked in its read of the incoming streams, when Redis goes away
-      const before = await client.send('before the outage');
-      expect(before.status).toBe(202);
-      await client.waitForEnd(String(before.body.messageId), 20_000);
+      const client = await openAttached();
       await sleep(500);
 
       await outage();
