@@ -14,6 +14,8 @@ import { MessageRunner } from './message-runner';
 import { isRedisError } from './provider-attempt';
 
 const BLOCK_MS = 2000;
+/** A run that failed on an error (Redis away) is tried again after this pause. */
+const REDO_PAUSE_MS = 1000;
 /**
  * After the grace period, how long aborted generations get to settle. They only have Redis calls
  * left, each bounded by the command timeout; a Redis that hangs must not hold the shutdown longer.
@@ -59,6 +61,11 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private halt = new AbortController();
   private slotFreed: (() => void) | null = null;
   private readonly slots: GenerationSlots;
+  /**
+   * A worker's last read started at most a heartbeat period after its last heartbeat and blocks at
+   * most BLOCK_MS: silent for longer than both (and a margin), it can be handed nothing more.
+   */
+  private readonly forgetAfterMs: number;
   /** Set after a read failed: the next read first runs this consumer's own pending entries. */
   private recoverOwn = false;
   private rotation = 0;
@@ -66,6 +73,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private readToken = 0;
   /** Entries whose run met a Redis error, or own entries without a slot yet: run at the next read. */
   private readonly redo = new Map<string, PartitionEntry>();
+  /** Own entries are run again no earlier than this (after a run failed). */
+  private redoAfter = 0;
 
   constructor(
     private readonly config: AppConfig,
@@ -76,6 +85,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly cancels: CancelListener,
   ) {
     this.slots = new GenerationSlots(config.worker.concurrency);
+    this.forgetAfterMs = BLOCK_MS + Math.floor(config.worker.livenessMs / 4) + 500;
     this.slots.onRelease(() => this.slotFreed?.());
   }
 
@@ -165,8 +175,9 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       await this.registry.heartbeat(this.consumer, false);
       return;
     }
-    await this.group.deleteConsumer(this.consumer);
-    await this.registry.forget(this.consumer);
+    // Its read loop is over: no entry can reach it any more.
+    await this.registry.heartbeat(this.consumer, false);
+    if (await this.group.deleteConsumer(this.consumer)) await this.registry.forget(this.consumer, 0);
   }
 
   /** Stops the generation of `messageId` if this process runs it. */
@@ -235,14 +246,18 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private async read(connection: Redis, groupReady: boolean, token: number): Promise<Read> {
     const current = () => token === this.readToken;
     if (!groupReady) await this.group.ensure(connection);
-    if (this.recoverOwn && current()) {
+    if (this.recoverOwn && Date.now() >= this.redoAfter && current()) {
       const pending = await this.group.readOwnPending(connection, this.consumer);
       if (!current()) return NOTHING;
       this.recoverOwn = false;
-      // Messages whose run met a Redis error: run again, whether or not Redis still has their entry
-      // (if it lost its data, `start` finds them gone and they fail visibly as message_lost).
+      // Messages whose run met a Redis error, run again when their entry is gone from Redis (it
+      // lost its data: `start` finds them gone and they fail visibly as message_lost). One still in
+      // its stream but not pending here any more was taken over by a live worker: not ours.
       const byKey = new Map(pending.map((e) => [inFlightKey(e), e]));
-      for (const [key, entry] of this.redo) if (!byKey.has(key)) byKey.set(key, entry);
+      for (const [key, entry] of this.redo) {
+        if (!byKey.has(key) && !(await this.group.exists(entry))) byKey.set(key, entry);
+      }
+      if (!current()) return NOTHING;
       this.redo.clear();
       const own = [...byKey.values()].filter((e) => !this.inFlight.has(inFlightKey(e)));
       if (own.length > 0) {
@@ -292,9 +307,11 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       .then(
         () => undefined,
         (err: unknown) => {
-          // Still pending with this consumer (or lost with Redis's data): run it again once Redis answers.
+          // Still pending with this consumer (or lost with Redis's data): run it again once Redis
+          // answers, after a pause (an error that repeats must not become a tight loop).
           this.redo.set(inFlightKey(entry), entry);
           this.recoverOwn = true;
+          this.redoAfter = Date.now() + REDO_PAUSE_MS;
           const what = isRedisError(err) ? 'Redis failed' : 'failed';
           this.logger.error(`processing ${entry.id} ${what}, will run it again: ${(err as Error).message}`);
         },
@@ -320,9 +337,10 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         if (this.stopping || free <= 0) break;
         const pending = await this.group.pendingOf(consumer, free);
         if (pending.length === 0) {
-          await this.group.deleteConsumer(consumer);
-          await this.registry.forget(consumer);
-          this.logger.log(`removed dead worker ${consumer} from the groups`);
+          // Forgotten only once no read it had open can still hand it an entry (forgetAfterMs).
+          if ((await this.group.deleteConsumer(consumer)) && (await this.registry.forget(consumer, this.forgetAfterMs))) {
+            this.logger.log(`removed dead worker ${consumer} from the groups`);
+          }
           continue;
         }
         const claimed = await this.group.claim(pending, this.consumer, Math.floor(this.config.worker.livenessMs / 2));

@@ -117,11 +117,12 @@ export class MessageRunner {
           };
           const finished = await this.store.finish(ref, entry.id, current.attempt, part, { type: 'chat.completed', payload });
           if (finished.result === 'completed') this.recordCompletion(result, Date.now() - began);
-          return this.settled(ref, finished, current.attempt);
+          return this.settled(ref, entry, finished, current.attempt);
         }
         case 'cancelled':
           return this.settled(
             ref,
+            entry,
             await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }),
             current.attempt,
           );
@@ -151,6 +152,7 @@ export class MessageRunner {
           if (isCancelled(signal) || told.result === 'cancel_requested') {
             return this.settled(
               ref,
+              entry,
               await this.store.finish(ref, entry.id, current.attempt, partOf(result.partial), { type: 'chat.cancelled', payload: ref }),
               current.attempt,
             );
@@ -187,11 +189,11 @@ export class MessageRunner {
       this.metrics.finished.inc({ outcome: 'failed', code: error.code });
       this.logger.warn(about(ref, `failed session=${ref.sessionId} message=${ref.messageId} code=${error.code}`, { code: error.code }));
     }
-    return this.settled(ref, finished, current.attempt);
+    return this.settled(ref, entry, finished, current.attempt);
   }
 
   /** What a finish answered, as a run result (the script acknowledged the entry unless fenced). */
-  private settled(ref: MessageRef, finished: FinishOutcome, attempt: number): RunResult {
+  private async settled(ref: MessageRef, entry: PartitionEntry, finished: FinishOutcome, attempt: number): Promise<RunResult> {
     switch (finished.result) {
       case 'completed':
         this.logger.log(about(ref, `completed session=${ref.sessionId} message=${ref.messageId} attempt=${attempt}`, { attempt }));
@@ -206,7 +208,8 @@ export class MessageRunner {
         this.logger.warn(about(ref, `attempt ${attempt} was taken over before it finished; its outcome is not written`));
         return 'left';
       case 'gone':
-        return 'done';
+        // gone between the last emit and the finish: deleted (silent), or lost with Redis's data
+        return this.gone(ref, entry);
       case 'ended':
         return 'done';
     }

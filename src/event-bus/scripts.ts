@@ -9,7 +9,7 @@ import { SessionKeys } from './stream-names';
  * NOSCRIPT). State scripts share `lib.lua` and one key list; every one touches one partition's slot.
  */
 const STATE_SCRIPTS = ['send', 'start', 'emit', 'finish', 'cancel', 'clear', 'lost'] as const;
-const OTHER_SCRIPTS = { release: 1, heartbeat: 1, alive: 1 } as const;
+const OTHER_SCRIPTS = { release: 1, heartbeat: 1, alive: 1, forget: 1, leave_group: 1 } as const;
 
 export type StateScript = (typeof STATE_SCRIPTS)[number];
 export type OtherScript = keyof typeof OTHER_SCRIPTS;

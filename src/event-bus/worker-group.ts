@@ -132,15 +132,21 @@ export class WorkerGroup {
     return claimed;
   }
 
-  /** Removes a consumer from every partition's group (its pending entries, if any, are dropped with it: call when it has none). */
-  async deleteConsumer(consumer: string): Promise<void> {
-    await Promise.all(
-      this.keys.partitions.map((p) =>
-        this.redis.commands.xgroup('DELCONSUMER', p.incoming, WORKER_GROUP, consumer).catch((err: unknown) => {
-          if (!(err instanceof Error) || !/NOGROUP|no such key/i.test(err.message)) throw err;
-        }),
-      ),
+  /**
+   * Removes a consumer from every partition's group where it has nothing pending (checked and
+   * deleted in one script per partition). Returns whether it is gone from all of them.
+   */
+  async deleteConsumer(consumer: string): Promise<boolean> {
+    const results = await Promise.all(
+      this.keys.partitions.map((p) => runScript(this.redis.commands, 'leave_group', [p.incoming], [WORKER_GROUP, consumer])),
     );
+    return results.every((r) => r.result !== 'pending');
+  }
+
+  /** Whether an entry is still in its stream (not acknowledged and deleted, nor lost with Redis's data). */
+  async exists(entry: PartitionEntry): Promise<boolean> {
+    const reply: unknown = await this.redis.commands.xrange(entry.partition.incoming, entry.id, entry.id);
+    return Array.isArray(reply) && reply.length > 0;
   }
 
   private entries(reply: unknown, deliveries: number): PartitionEntry[] {

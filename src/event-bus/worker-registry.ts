@@ -35,8 +35,12 @@ export class WorkerRegistry {
     return result === 'alive';
   }
 
-  /** A dead consumer with nothing left pending is forgotten. */
-  async forget(consumer: string): Promise<void> {
-    await this.redis.commands.zrem(GLOBAL_KEYS.workers, consumer);
+  /**
+   * Forgets a dead consumer with nothing left pending, once it has been silent for `silentMs`: until
+   * then a read it still had open may hand it an entry, which must be taken over.
+   */
+  async forget(consumer: string, silentMs: number): Promise<boolean> {
+    const { result } = await runScript(this.redis.commands, 'forget', [GLOBAL_KEYS.workers], [consumer, silentMs]);
+    return result === 'forgotten';
   }
 }

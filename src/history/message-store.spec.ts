@@ -300,6 +300,23 @@ describe('MessageStore (real Redis)', () => {
     expect(await store.send({ sessionId: sid, messageId: randomUUID() }, null, user('again'))).toEqual({ result: 'revoked' });
   });
 
+  it('lost: a message missing from a session that is still there was trimmed (silent); one missing with its session was lost (chat.failed)', async () => {
+    const sid = newSession();
+    const ref = { sessionId: sid, messageId: randomUUID() };
+    expect((await store.send(ref, null, user('one'))).result).toBe('queued');
+    const held = await startHead(sid);
+    const error = { code: 'message_lost', message: 'lost' };
+    // its fields gone (trimmed after it ended elsewhere), the session still there: nothing to announce
+    await redis.hdel(layout.session(sid).hash, `${ref.messageId}:status`);
+    expect(await store.lost(ref, held.entryId, error)).toBe('trimmed');
+    expect((await eventsOf(sid)).filter((e) => e.type === 'chat.failed')).toHaveLength(0);
+    // the whole session gone without a delete (Redis lost its data): the message fails visibly, once
+    await redis.del(layout.session(sid).hash);
+    expect(await store.lost(ref, held.entryId, error)).toBe('announced');
+    expect((await eventsOf(sid)).filter((e) => e.type === 'chat.failed')).toHaveLength(1);
+    expect(await redis.zscore(layout.partitionOf(sid).backlog, ref.messageId)).toBeNull();
+  });
+
   it('answers a repeated clientMessageId with the first messageId, queueing nothing', async () => {
     const sid = newSession();
     const first = await send(sid, 'once', 'client-1');

@@ -200,9 +200,9 @@ export class MessageStore {
   }
 
   /** The message is gone: fail it visibly unless its conversation was deleted; its command entry is acknowledged. */
-  async lost(ref: MessageRef, entryId: string, error: FailureReason): Promise<'announced' | 'deleted' | 'present'> {
+  async lost(ref: MessageRef, entryId: string, error: FailureReason): Promise<'announced' | 'deleted' | 'trimmed' | 'present'> {
     const { result } = await this.run('lost', ref, [JSON.stringify({ ...ref, error }), entryId]);
-    if (result === 'announced' || result === 'deleted' || result === 'present') return result;
+    if (result === 'announced' || result === 'deleted' || result === 'trimmed' || result === 'present') return result;
     throw new Error(`unexpected lost result ${result}`);
   }
 

@@ -25,8 +25,10 @@ local function emit(eventType, data, logged)
   return id
 end
 
+-- No MAXLEN here: a trim could cut a head command nobody has read yet. The stream is bounded by
+-- the acks (which delete) and the partition's backlog bound.
 local function enqueue(mid)
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', MAXLEN, '*', 'v', '1', 'type', 'chat.generate', 'data', '{' .. refJson(mid) .. '}')
+  redis.call('XADD', KEYS[6], '*', 'v', '1', 'type', 'chat.generate', 'data', '{' .. refJson(mid) .. '}')
 end
 
 -- The session's keys expire TTL after their last write, refreshed at most every 64th of it: one
