@@ -24,9 +24,10 @@ describe('operations', () => {
     redis = await freshRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 5 });
     await ollama.start();
+    // The API (PORT=0) takes its port first: a free port picked before it could be handed to it too.
+    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url } });
     const port = await freePort();
     workerMetrics = `http://127.0.0.1:${port}/metrics`;
-    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url } });
     worker = await AppProcess.start({
       entry: 'worker',
       env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_METRICS_PORT: String(port) },
