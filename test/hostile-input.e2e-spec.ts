@@ -15,7 +15,7 @@ import { eventually } from './support/eventually';
 import { call, expectAckError, expectError, LEAK } from './support/http-call';
 import { chatSocket, handshake } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
-import { commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
+import { acceptedCount, commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs = 5000): Promise<unknown> {
@@ -26,20 +26,6 @@ function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs 
       resolve(ack);
     });
   });
-}
-
-/**
- * Messages accepted and not ended, over every partition (the `chat:backlog:{T}` zsets): with no
- * worker running, every message accepted so far, whether its session's head (in chat:incoming) or
- * waiting in its session's queue.
- */
-async function acceptedCount(redis: Redis): Promise<number> {
-  const pipeline = redis.pipeline();
-  for (const p of keyLayout().partitions) pipeline.zcard(p.backlog);
-  return ((await pipeline.exec()) ?? []).reduce((sum, [error, count]) => {
-    if (error) throw error;
-    return sum + Number(count);
-  }, 0);
 }
 
 async function startFails(env: Record<string, string>): Promise<string> {

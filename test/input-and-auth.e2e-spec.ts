@@ -18,7 +18,7 @@ import { ChatClient, Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { call, expectAckError, expectError, Reply } from './support/http-call';
 import { handshakeOutcome } from './support/socket-handshake';
-import { commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
+import { acceptedCount, commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
 import { awayFromMinuteBoundary } from './support/timing';
 
 /** Small, so oversized payloads stay small. */
@@ -55,20 +55,6 @@ async function streamLengths(redis: Redis, kind: 'incoming' | 'outgoing'): Promi
     if (Number(length) > 0) lengths[streams[i]] = Number(length);
   });
   return lengths;
-}
-
-/**
- * Messages accepted and not ended, over every partition (the members of the `chat:backlog:{T}`
- * zsets): each session's head, in its partition's chat:incoming, and those waiting in its queue.
- * With no worker running, every message accepted so far.
- */
-async function acceptedCount(redis: Redis): Promise<number> {
-  const pipeline = redis.pipeline();
-  for (const p of keyLayout().partitions) pipeline.zcard(p.backlog);
-  return ((await pipeline.exec()) ?? []).reduce((sum, [error, count]) => {
-    if (error) throw error;
-    return sum + Number(count);
-  }, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

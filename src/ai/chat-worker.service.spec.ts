@@ -21,28 +21,13 @@ import { CancelListener } from './cancel-listener';
 import { ChatWorker } from './chat-worker.service';
 import { MessageRunner } from './message-runner';
 import { AiProvider, GenerationChunk, GenerationRequest, ProviderHealth } from './providers/ai-provider';
+import { pause } from '../event-bus/stream-tail';
 
 /**
  * ChatWorker against a real Redis, built from the real providers (no Nest app): messages are sent
  * with MessageStore.send, read by the worker through the `ai-workers` groups and run by the real
  * MessageRunner; only the model is ours. Each test starts on an empty database (chat:workers is global).
  */
-
-/** Resolves true after `ms`, false as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * A model that answers `re: <the user's text>` in `chunks` pieces `every` ms apart, honouring the

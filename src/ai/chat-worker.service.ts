@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections, whenReady } from '../event-bus/redis-connections';
-import { ABORTED, sleep, untilAborted } from '../event-bus/stream-tail';
+import { ABORTED, pause, sleep, untilAborted } from '../event-bus/stream-tail';
 import { PartitionEntry, WorkerGroup } from '../event-bus/worker-group';
 import { WorkerRegistry } from '../event-bus/worker-registry';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
@@ -232,7 +232,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         // The read may have been delivered without its reply reaching us: run our own pending entries next.
         this.recoverOwn = true;
         this.logger.warn(`reading the incoming streams failed, retrying in ${backoffMs} ms: ${message}`);
-        await untilAborted(sleep(backoffMs), halt);
+        await pause(backoffMs, halt);
         backoffMs = Math.min(backoffMs * 2, 2000);
         continue;
       } finally {

@@ -19,6 +19,7 @@ import { CancelListener } from './cancel-listener';
 import { GenerationError } from './generation-error';
 import { MessageRunner } from './message-runner';
 import { AiProvider, GenerationChunk, ProviderHealth } from './providers/ai-provider';
+import { pause } from '../event-bus/stream-tail';
 
 /**
  * MessageRunner against a real Redis: every transition goes through the real Lua scripts, messages
@@ -28,22 +29,6 @@ import { AiProvider, GenerationChunk, ProviderHealth } from './providers/ai-prov
 
 /** One step of a scripted generation: a chunk after a pause, or a failure after a pause. */
 type Step = { after?: number; chunk: GenerationChunk } | { after?: number; fail: Error };
-
-/** Resolves true after `ms`, false as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** A model that plays `attempts[n]` on its n-th request (the last one again after that), honouring the abort signal. */
 class ScriptedProvider implements AiProvider {

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { decodeCommand, FailureReason } from '../event-bus/envelopes';
 import { DeadLetters } from '../event-bus/dead-letters';
+import { pause } from '../event-bus/stream-tail';
 import { PartitionEntry, WorkerGroup } from '../event-bus/worker-group';
 import { FinishOutcome, MessageRef, MessageStore, StartOutcome } from '../history/message-store';
 import { StoredAssistantPart } from '../history/stored-message';
@@ -147,7 +148,7 @@ export class MessageRunner {
           const told = await this.store.emit(ref, current.attempt, { type: 'chat.status', payload: { ...ref, state: 'retrying', detail } });
           if (told.result === 'fenced') return 'left';
           if (told.result === 'gone') return this.gone(ref, entry);
-          await sleep(waitMs, signal);
+          await pause(waitMs, signal);
           if (signal.aborted && !isCancelled(signal)) return 'left';
           if (isCancelled(signal) || told.result === 'cancel_requested') {
             return this.settled(
@@ -254,16 +255,4 @@ export class MessageRunner {
 
 function partOf(partial: Partial): StoredAssistantPart {
   return { content: partial.content, createdAt: new Date().toISOString(), ...(partial.thinking ? { thinking: partial.thinking } : {}) };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -14,27 +14,12 @@ import { Metrics } from '../observability/metrics.service';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
 import { AttemptResult, ProviderAttempt, STATUS_INTERVAL_MS } from './provider-attempt';
 import { AiProvider, GenerationChunk, ProviderHealth } from './providers/ai-provider';
+import { pause } from '../event-bus/stream-tail';
 
 /**
  * One ProviderAttempt against a real Redis (a message sent and started through the real scripts),
  * with a model of our own that says what it is told to, when it is told to.
  */
-
-/** Resolves true after `ms`, false as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** A model whose whole stream is `play`; it stops when the request is aborted. */
 class FunctionProvider implements AiProvider {

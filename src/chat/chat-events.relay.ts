@@ -4,7 +4,7 @@ import { decodeOutgoing, DeliveredEvent } from '../event-bus/envelopes';
 import { RedisConnections, whenReady } from '../event-bus/redis-connections';
 import { KeyLayout } from '../event-bus/stream-names';
 import { compareStreamIds, isStreamId, parseRangeReply, replyField, StreamEntry } from '../event-bus/stream-reply';
-import { ABORTED, sleep, untilAborted } from '../event-bus/stream-tail';
+import { ABORTED, pause, sleep, untilAborted } from '../event-bus/stream-tail';
 import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
@@ -255,7 +255,7 @@ export class ChatEventsRelay implements OnApplicationShutdown {
         // One warning per outage: ioredis reports the connection's own errors already.
         if (!failing) this.logger.warn(`reading the event streams failed, retrying: ${(err as Error).message}`);
         failing = true;
-        await untilAborted(sleep(backoffMs), halt);
+        await pause(backoffMs, halt);
         backoffMs = Math.min(backoffMs * 2, 2000);
       }
     }

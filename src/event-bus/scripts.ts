@@ -6,7 +6,7 @@ import { SessionKeys } from './stream-names';
 /**
  * The Lua scripts of the message state machine (docs/design.md), each in its own `.lua` file and
  * registered on a connection with ioredis `defineCommand` (EVALSHA, loaded again by ioredis after
- * NOSCRIPT). State scripts share `lib.lua` and one key list; every one touches one partition's slot.
+ * NOSCRIPT). Every script starts with `clock.lua`; state scripts also share `lib.lua` and one key list; every one touches one partition's slot.
  */
 const STATE_SCRIPTS = ['send', 'start', 'emit', 'finish', 'cancel', 'clear', 'lost'] as const;
 const OTHER_SCRIPTS = { release: 1, heartbeat: 1, alive: 1, forget: 1, leave_group: 1 } as const;
@@ -28,10 +28,11 @@ let sources: Map<string, { numberOfKeys: number; lua: string }> | null = null;
 
 function allSources(): Map<string, { numberOfKeys: number; lua: string }> {
   if (!sources) {
-    const lib = source('lib');
+    const clock = source('clock');
+    const lib = `${clock}\n${source('lib')}`;
     sources = new Map();
     for (const name of STATE_SCRIPTS) sources.set(name, { numberOfKeys: STATE_KEY_COUNT, lua: `${lib}\n${source(name)}` });
-    for (const [name, numberOfKeys] of Object.entries(OTHER_SCRIPTS)) sources.set(name, { numberOfKeys, lua: source(name) });
+    for (const [name, numberOfKeys] of Object.entries(OTHER_SCRIPTS)) sources.set(name, { numberOfKeys, lua: `${clock}\n${source(name)}` });
   }
   return sources;
 }

@@ -1,10 +1,26 @@
 /**
  * Helpers of the process's blocking stream readers (the API's event relay, the workers' command
- * reader): waiting, and giving up on a command that may never settle.
+ * reader, the message runner): waiting, and giving up on a command that may never settle.
  */
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves true after `ms`, false as soon as `signal` aborts (its timer cleared then). */
+export function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 export const ABORTED = Symbol('aborted');

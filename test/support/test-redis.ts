@@ -147,3 +147,17 @@ export async function workerHeartbeats(redis: Redis): Promise<Map<string, number
   for (let i = 0; i + 1 < flat.length; i += 2) beats.set(flat[i], Number(flat[i + 1]));
   return beats;
 }
+
+/**
+ * Messages accepted and not ended, over every partition (the members of the `chat:backlog:{T}`
+ * zsets): each session's head, in its partition's chat:incoming, and those waiting in its queue.
+ * With no worker running, every message accepted so far.
+ */
+export async function acceptedCount(redis: Redis): Promise<number> {
+  const pipeline = redis.pipeline();
+  for (const p of keyLayout().partitions) pipeline.zcard(p.backlog);
+  return ((await pipeline.exec()) ?? []).reduce((sum, [error, count]) => {
+    if (error) throw error;
+    return sum + Number(count);
+  }, 0);
+}

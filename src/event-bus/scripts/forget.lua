@@ -2,8 +2,7 @@
 -- forgotten only long after its last heartbeat: a read it had open when it froze may still hand it
 -- an entry until then (its name must stay listed as dead for that entry to be taken over).
 -- Returns {'forgotten'} | {'kept'}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = nowMs()
 local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if seen and tonumber(seen) < now - tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])

@@ -7,11 +7,6 @@ local SID, MID, TTL, MAXLEN, LOGMAXLEN, GROUP = ARGV[1], ARGV[2], ARGV[3], ARGV[
 
 local function isFinal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
 
-local function nowMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Ids are checked before they reach Redis ([A-Za-z0-9_-]), so they need no JSON escaping.
 local function refJson(mid) return '"sessionId":"' .. SID .. '","messageId":"' .. mid .. '"' end
 
