@@ -37,6 +37,8 @@ export interface FloorPart {
 
 export interface FloorsResult {
   http: FloorPart;
+  /** the same POST through NestJS + Express + helmet + the app's ValidationPipe (bench/floors/nest-http-server.ts) */
+  nestHttp: FloorPart;
   redisEvent: FloorPart;
   socketEvent: FloorPart;
   ollamaToken: FloorPart;
@@ -89,8 +91,10 @@ export async function runFloors(ctx: PhaseContext): Promise<FloorsResult> {
   const warmup = config.mode === 'quick' ? 1 : 2;
   const tokensPerReply = config.throughput.reply.tokens;
 
-  const httpPart = await floorHttp(seconds, warmup);
+  const httpPart = await floorHttp('http-server.ts', seconds, warmup);
   log(`floor http: ${fmtPart(httpPart)}`);
+  const nestHttp = await floorHttp('nest-http-server.ts', seconds, warmup);
+  log(`floor http through the framework: ${fmtPart(nestHttp)}`);
   const redisEvent = await floorRedis(ctx, seconds, warmup);
   log(`floor redis: ${fmtPart(redisEvent)}`);
   const socketEvent = await floorSocket(seconds, warmup);
@@ -122,6 +126,7 @@ export async function runFloors(ctx: PhaseContext): Promise<FloorsResult> {
 
   return {
     http: httpPart,
+    nestHttp,
     redisEvent,
     socketEvent,
     ollamaToken,
@@ -221,8 +226,8 @@ async function measure(
   return { unit, units: n, seconds: round(elapsed, 2), partUs, redisUs, benchUs, totalUs: round(partUs + redisUs + benchUs, 1) };
 }
 
-async function floorHttp(seconds: number, warmup: number): Promise<FloorPart> {
-  const { child, ready } = await FloorChild.start('http-server.ts', {});
+async function floorHttp(file: string, seconds: number, warmup: number): Promise<FloorPart> {
+  const { child, ready } = await FloorChild.start(file, {});
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   const body = JSON.stringify({ sessionId: '3f0c8a52-6f8e-4a53-9d7e-0b6f1f7c2a10', content: 'bench floor 4 0' });
   let running = false;
@@ -360,6 +365,7 @@ export function renderFloors(
   const row = (name: string, p: FloorPart) =>
     rows.push([name, p.unit, fmtCount(p.units), String(p.partUs), String(p.redisUs), String(p.benchUs), String(p.totalUs), p.note ?? '']);
   row('HTTP POST → 202 JSON, bare node:http, 16 keep-alive clients', f.http);
+  row('  the same through NestJS + Express + helmet + ValidationPipe (no app logic)', f.nestHttp);
   row('event XADD (auto-pipelined) + blocking XREAD, ioredis', f.redisEvent);
   row('Socket.IO packet to a one-socket room, 200 sockets', f.socketEvent);
   row('streamed chunk through the ollama client (NodeHttpFetch), 200 streams', f.ollamaToken);
