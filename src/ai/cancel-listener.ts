@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../event-bus/redis-client';
 import { CancelSignal, decodeCancelSignal } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { PartitionKeys } from '../event-bus/stream-names';
@@ -15,7 +15,7 @@ const LINGER_MS = 30_000;
 @Injectable()
 export class CancelListener {
   private readonly logger = new Logger(CancelListener.name);
-  private connection: Redis | null = null;
+  private connection: RedisClient | null = null;
   private onCancel: (signal: CancelSignal) => void = () => undefined;
   private readonly held = new Map<string, { count: number; timer: NodeJS.Timeout | null }>();
 

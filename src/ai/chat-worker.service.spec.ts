@@ -115,7 +115,7 @@ describe('ChatWorker (real Redis)', () => {
       provider,
       new Metrics(connections, keys),
     );
-    const worker = new ChatWorker(config, connections, group, new WorkerRegistry(connections, config), runner, cancels);
+    const worker = new ChatWorker(config, connections, group, new WorkerRegistry(connections, config), runner, cancels, keys);
     const fixture = { config, connections, keys, store, group, worker };
     fixtures.push(fixture);
     return fixture;
@@ -244,7 +244,7 @@ describe('ChatWorker (real Redis)', () => {
     // A worker that read the message, started it (attempt 1), then died without a word.
     const conn = f.connections.openBlocking('dead-consumer-spec');
     await f.group.ensure(conn);
-    const [entry] = await f.group.readNew(conn, 'dead-consumer', 100, 0);
+    const [entry] = await f.group.readNew(conn, f.keys.partitions, 'dead-consumer', 100, 0);
     expect(entry).toBeDefined();
     expect((await f.store.start(ref, entry.id, 'dead-consumer', null)).result).toBe('started');
     f.connections.release(conn);

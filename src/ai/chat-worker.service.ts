@@ -1,10 +1,12 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../event-bus/redis-client';
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections, whenReady } from '../event-bus/redis-connections';
 import { ABORTED, pause, sleep, untilAborted } from '../event-bus/stream-tail';
+import { KeyLayout, PartitionKeys } from '../event-bus/stream-names';
 import { PartitionEntry, WorkerGroup } from '../event-bus/worker-group';
 import { WorkerRegistry } from '../event-bus/worker-registry';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
@@ -31,6 +33,22 @@ interface Read {
 }
 const NOTHING: Read = { entries: [], own: false };
 
+/**
+ * One blocking reader: its own connection and the partitions it reads. One lane reads every
+ * partition on a single Redis; on a Redis Cluster each partition has a lane (a read cannot span
+ * slots). Its recovery state is its own: a failed read re-reads this lane's pending entries.
+ */
+interface Lane {
+  connection: RedisClient;
+  partitions: readonly PartitionKeys[];
+  /** Set after a read failed: the next read first runs this consumer's own pending entries. */
+  recoverOwn: boolean;
+  /** Bumped when a read is given up on: that read issues nothing more. */
+  readToken: number;
+  rotation: number;
+  loop: Promise<void>;
+}
+
 interface InFlight {
   entry: PartitionEntry;
   controller: AbortController;
@@ -50,8 +68,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private readonly logger = new Logger(ChatWorker.name);
   readonly consumer = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private readonly inFlight = new Map<string, InFlight>();
-  private connection: Redis | null = null;
-  private loop: Promise<void> | null = null;
+  private lanes: Lane[] = [];
+  private running = false;
   private heartbeat: NodeJS.Timeout | null = null;
   private beating = false;
   /** The heartbeat in progress (or the last one). */
@@ -59,19 +77,15 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   private stopping = false;
   /** Aborted by `stop`: ends a read or a backoff the read loop is waiting on. */
   private halt = new AbortController();
-  private slotFreed: (() => void) | null = null;
+  /** Lanes waiting for a free slot. */
+  private readonly slotWaiters = new Set<() => void>();
   private readonly slots: GenerationSlots;
   /**
    * A worker's last read started at most a heartbeat period after its last heartbeat and blocks at
    * most BLOCK_MS: silent for longer than both (and a margin), it can be handed nothing more.
    */
   private readonly forgetAfterMs: number;
-  /** Set after a read failed: the next read first runs this consumer's own pending entries. */
-  private recoverOwn = false;
-  private rotation = 0;
-  /** Bumped when a read is given up on: that read issues nothing more. */
-  private readToken = 0;
-  /** Entries whose run met a Redis error, or own entries without a slot yet: run at the next read. */
+  /** Entries whose run met a Redis error, or own entries without a slot yet: run at the next read of their lane. */
   private readonly redo = new Map<string, PartitionEntry>();
   /** Own entries are run again no earlier than this (after a run failed). */
   private redoAfter = 0;
@@ -83,10 +97,11 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly registry: WorkerRegistry,
     private readonly runner: MessageRunner,
     private readonly cancels: CancelListener,
+    private readonly keys: KeyLayout,
   ) {
     this.slots = new GenerationSlots(config.worker.concurrency);
     this.forgetAfterMs = BLOCK_MS + Math.floor(config.worker.livenessMs / 4) + 500;
-    this.slots.onRelease(() => this.slotFreed?.());
+    this.slots.onRelease(() => this.wakeLanes());
   }
 
   onApplicationBootstrap(): void {
@@ -94,10 +109,12 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   start(): void {
-    if (this.loop) return;
+    if (this.running) return;
+    this.running = true;
     this.stopping = false;
     this.halt = new AbortController();
-    this.connection = this.redis.openBlocking(`worker:${this.consumer}`);
+    // Every lane's read and backoff listen to it: 64 on a cluster, more than Node's default warning at 10.
+    setMaxListeners(Math.max(10, 4 * this.keys.partitions.length), this.halt.signal);
     this.cancels.start(({ messageId }) => this.cancel(messageId));
     this.lastBeat = this.beat();
     this.heartbeat = setInterval(
@@ -106,10 +123,32 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       },
       Math.max(100, Math.floor(this.config.worker.livenessMs / 4)),
     );
-    this.loop = this.readLoop(this.connection);
+    const groups = this.redis.isCluster ? this.keys.partitions.map((p) => [p]) : [this.keys.partitions];
+    this.lanes = groups.map((partitions, i) => {
+      const lane: Lane = {
+        connection: this.redis.openBlocking(`worker:${this.consumer}${groups.length > 1 ? `:${i}` : ''}`),
+        partitions,
+        recoverOwn: false,
+        readToken: 0,
+        rotation: 0,
+        loop: Promise.resolve(),
+      };
+      lane.loop = this.readLoop(lane);
+      return lane;
+    });
     this.logger.log(
-      `worker ${this.consumer} reading ${this.config.redis.partitions} partition(s) (concurrency ${this.config.worker.concurrency})`,
+      `worker ${this.consumer} reading ${this.config.redis.partitions} partition(s) in ${this.lanes.length} blocking read(s) (concurrency ${this.config.worker.concurrency})`,
     );
+  }
+
+  private wakeLanes(): void {
+    const waiting = [...this.slotWaiters];
+    this.slotWaiters.clear();
+    for (const wake of waiting) wake();
+  }
+
+  private laneOf(entry: PartitionEntry): Lane | undefined {
+    return this.lanes.find((lane) => lane.partitions.includes(entry.partition));
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -122,14 +161,15 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
    * heartbeat. A worker with nothing pending leaves the groups. Every wait is bounded, whatever Redis does.
    */
   async stop(): Promise<void> {
-    if (!this.loop) return;
+    if (!this.running) return;
     this.stopping = true;
     this.halt.abort();
-    this.slotFreed?.();
-    if (this.connection) this.redis.release(this.connection);
-    this.connection = null;
-    await this.loop;
-    this.loop = null;
+    this.wakeLanes();
+    const lanes = this.lanes;
+    this.lanes = [];
+    for (const lane of lanes) this.redis.release(lane.connection);
+    await Promise.all(lanes.map((lane) => lane.loop));
+    this.running = false;
     let handedBack = false;
     if (this.inFlight.size > 0) {
       this.logger.log(`waiting up to ${this.config.worker.shutdownGraceMs} ms for ${this.inFlight.size} generation(s)`);
@@ -190,14 +230,14 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
     }
   }
 
-  private async readLoop(connection: Redis): Promise<void> {
+  private async readLoop(lane: Lane): Promise<void> {
+    const { connection } = lane;
     const halt = this.halt.signal;
     let groupReady = false;
     let backoffMs = 100;
     while (!this.stopping) {
       if (this.slots.free <= 0) {
-        await new Promise<void>((resolve) => (this.slotFreed = resolve));
-        this.slotFreed = null;
+        await new Promise<void>((resolve) => this.slotWaiters.add(resolve));
         continue;
       }
       if (connection.status !== 'ready') {
@@ -206,7 +246,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
           whenReady(connection, BLOCK_MS).catch(() => undefined),
           halt,
         );
-        this.recoverOwn = true;
+        lane.recoverOwn = true;
         continue;
       }
       let entries: Read | typeof ABORTED;
@@ -217,20 +257,20 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       const dropped = new AbortController();
       const onClose = () => dropped.abort();
       connection.once('close', onClose);
-      const token = ++this.readToken;
+      const token = ++lane.readToken;
       try {
-        entries = await untilAborted(this.read(connection, groupReady, token), AbortSignal.any([halt, dropped.signal]));
+        entries = await untilAborted(this.read(lane, groupReady, token), AbortSignal.any([halt, dropped.signal]));
         if (entries === ABORTED && !halt.aborted) throw new Error('connection closed during the read');
         groupReady = true;
         backoffMs = 100;
       } catch (err) {
-        this.readToken++;
-        if (this.stopping || this.connection !== connection) break;
+        lane.readToken++;
+        if (this.stopping) break;
         const message = (err as Error).message;
         // The streams or groups vanished (Redis restarted without persistence, or FLUSHALL): recreate them.
         if (message.includes('NOGROUP')) groupReady = false;
         // The read may have been delivered without its reply reaching us: run our own pending entries next.
-        this.recoverOwn = true;
+        lane.recoverOwn = true;
         this.logger.warn(`reading the incoming streams failed, retrying in ${backoffMs} ms: ${message}`);
         await pause(backoffMs, halt);
         backoffMs = Math.min(backoffMs * 2, 2000);
@@ -239,26 +279,28 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         connection.off('close', onClose);
       }
       if (entries === ABORTED) break;
-      await this.take(entries.entries, entries.own);
+      await this.take(lane, entries.entries, entries.own);
     }
   }
 
-  private async read(connection: Redis, groupReady: boolean, token: number): Promise<Read> {
-    const current = () => token === this.readToken;
-    if (!groupReady) await this.group.ensure(connection);
-    if (this.recoverOwn && Date.now() >= this.redoAfter && current()) {
-      const pending = await this.group.readOwnPending(connection, this.consumer);
+  private async read(lane: Lane, groupReady: boolean, token: number): Promise<Read> {
+    const { connection, partitions } = lane;
+    const current = () => token === lane.readToken;
+    if (!groupReady) await this.group.ensure(connection, partitions);
+    if (lane.recoverOwn && Date.now() >= this.redoAfter && current()) {
+      const pending = await this.group.readOwnPending(connection, partitions, this.consumer);
       if (!current()) return NOTHING;
-      this.recoverOwn = false;
+      lane.recoverOwn = false;
       // Messages whose run met a Redis error, run again when their entry is gone from Redis (it
       // lost its data: `start` finds them gone and they fail visibly as message_lost). One still in
       // its stream but not pending here any more was taken over by a live worker: not ours.
       const byKey = new Map(pending.map((e) => [inFlightKey(e), e]));
-      for (const [key, entry] of this.redo) {
+      const redo = [...this.redo].filter(([, entry]) => partitions.includes(entry.partition));
+      for (const [key, entry] of redo) {
         if (!byKey.has(key) && !(await this.group.exists(entry))) byKey.set(key, entry);
       }
       if (!current()) return NOTHING;
-      this.redo.clear();
+      for (const [key] of redo) this.redo.delete(key);
       const own = [...byKey.values()].filter((e) => !this.inFlight.has(inFlightKey(e)));
       if (own.length > 0) {
         this.logger.log(`running ${own.length} pending command(s) of this worker again`);
@@ -266,7 +308,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       }
     }
     if (!current()) return NOTHING;
-    return { entries: await this.group.readNew(connection, this.consumer, BLOCK_MS, this.rotation), own: false };
+    return { entries: await this.group.readNew(connection, partitions, this.consumer, BLOCK_MS, lane.rotation), own: false };
   }
 
   /**
@@ -274,26 +316,26 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
    * the partition of the last entry taken: round-robin, so a busy partition cannot keep another's
    * messages waiting while the worker has one slot.
    */
-  private async take(entries: PartitionEntry[], own: boolean): Promise<void> {
+  private async take(lane: Lane, entries: PartitionEntry[], own: boolean): Promise<void> {
     const extra: PartitionEntry[] = [];
     for (const entry of entries) {
       if (this.inFlight.has(inFlightKey(entry))) continue;
       const release = this.slots.tryAcquire();
       if (release) {
         this.dispatch(entry, release);
-        this.rotation = entry.partition.index + 1;
+        lane.rotation = lane.partitions.indexOf(entry.partition) + 1;
       } else extra.push(entry);
     }
     if (extra.length === 0) return;
     if (own) {
       // This worker's own: kept for the next read, when slots are free.
       for (const e of extra) this.redo.set(inFlightKey(e), e);
-      this.recoverOwn = true;
+      lane.recoverOwn = true;
       return;
     }
     await Promise.all(extra.map((e) => this.group.release(e))).catch((err: unknown) => {
       // Still pending with us: run them later from our own pending entries.
-      this.recoverOwn = true;
+      lane.recoverOwn = true;
       this.logger.warn(`handing back ${extra.length} command(s) failed: ${(err as Error).message}`);
     });
   }
@@ -310,7 +352,8 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
           // Still pending with this consumer (or lost with Redis's data): run it again once Redis
           // answers, after a pause (an error that repeats must not become a tight loop).
           this.redo.set(inFlightKey(entry), entry);
-          this.recoverOwn = true;
+          const lane = this.laneOf(entry);
+          if (lane) lane.recoverOwn = true;
           this.redoAfter = Date.now() + REDO_PAUSE_MS;
           const what = isRedisError(err) ? 'Redis failed' : 'failed';
           this.logger.error(`processing ${entry.id} ${what}, will run it again: ${(err as Error).message}`);

@@ -1,6 +1,7 @@
 import { expect } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
+import type { RedisClient } from '../event-bus/redis-client';
 import { randomUUID } from 'node:crypto';
 import { eventually } from '../../test/support/eventually';
 import { appConnections, freshRedis, pendingEntries } from '../../test/support/test-redis';
@@ -65,7 +66,7 @@ const FINAL = new Set(['chat.completed', 'chat.failed', 'chat.cancelled']);
 
 describe('MessageRunner (real Redis)', () => {
   let redis: Redis;
-  let reader: Redis;
+  let reader: RedisClient;
   let config: AppConfig;
   let connections: RedisConnections;
   let keys: KeyLayout;
@@ -106,7 +107,7 @@ describe('MessageRunner (real Redis)', () => {
     const sent = await store.send(ref, null, { content: text, createdAt: new Date().toISOString() });
     expect(sent.result).toBe('queued');
     for (let i = 0; i < 20; i++) {
-      const entries = await group.readNew(reader, 'runner-spec', 100, i);
+      const entries = await group.readNew(reader, keys.partitions, 'runner-spec', 100, i);
       const mine = entries.find((e) => e.fields.join(' ').includes(ref.messageId));
       if (mine) return { ref, entry: mine };
     }
@@ -333,7 +334,7 @@ describe('MessageRunner (real Redis)', () => {
     it('is announced once only: the worker re-reading its own pending entries does not fail it again', async () => {
       // What ChatWorker does after any read error (and a takeover does after its death): run every
       // entry still pending with this consumer.
-      const own = (await group.readOwnPending(reader, 'runner-spec')).filter((e) => e.id === entry.id);
+      const own = (await group.readOwnPending(reader, keys.partitions, 'runner-spec')).filter((e) => e.id === entry.id);
       for (const again of own) await runner(new ScriptedProvider([slow(1, 1)])).run(again, 'runner-spec', new AbortController().signal);
       expect(typesOf(finals(await eventsOf(ref)))).toEqual(['chat.failed']);
     });

@@ -204,7 +204,9 @@ export function isRedisError(err: unknown): boolean {
   return (
     name === 'ReplyError' ||
     name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|Command timed out|Stream isn't writeable/i.test(err.message)
+    /Connection is closed|Command timed out|Stream isn't writeable|Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes/i.test(
+      err.message,
+    )
   );
 }
 

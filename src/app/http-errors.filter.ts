@@ -8,14 +8,19 @@ export interface ErrorBody {
   message: string;
 }
 
-/** Errors of ioredis that mean "Redis is not reachable right now". */
+/**
+ * Errors of ioredis that mean "Redis is not reachable right now": a lost connection or a timeout,
+ * and on a Redis Cluster a failover in progress (CLUSTERDOWN, TRYAGAIN, redirections that did not
+ * settle, slots that could not be refreshed). MOVED and ASK are followed by the client itself.
+ */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'MaxRetriesPerRequestError') return true;
-  return /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries/i.test(
-    err.message,
-  );
+  return REDIS_UNAVAILABLE.test(err.message);
 }
+
+const REDIS_UNAVAILABLE =
+  /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries|^CLUSTERDOWN|^TRYAGAIN|Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes is available|^LOADING|^MASTERDOWN|^READONLY/i;
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',

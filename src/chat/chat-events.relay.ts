@@ -1,10 +1,9 @@
 import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import { decodeOutgoing, DeliveredEvent } from '../event-bus/envelopes';
-import { RedisConnections, whenReady } from '../event-bus/redis-connections';
+import { RedisConnections } from '../event-bus/redis-connections';
 import { KeyLayout } from '../event-bus/stream-names';
 import { compareStreamIds, isStreamId, parseRangeReply, replyField, StreamEntry } from '../event-bus/stream-reply';
-import { ABORTED, pause, sleep, untilAborted } from '../event-bus/stream-tail';
+import { OutgoingReader, ReadCursor, ReaderHost } from './outgoing-reader';
 import { SessionEventHub } from './session-event-hub';
 
 export type EventSink = (event: DeliveredEvent) => void;
@@ -12,20 +11,15 @@ export type EventSink = (event: DeliveredEvent) => void;
 /** Gives a watch back; calling it more than once does nothing. */
 export type Unwatch = () => void;
 
-const BATCH = 500;
-const BLOCK_MS = 5000;
 /** A partition nobody on this process watched for this long is no longer read. */
 export const IDLE_DROP_MS = 60_000;
 const SWEEP_MS = 10_000;
-/** CLIENT UNBLOCK may reach Redis before the XREAD it is meant for: tried again this many times. */
-const UNBLOCK_TRIES = 10;
+/** The one reader's key on a single Redis; on a cluster each stream is its own reader's key. */
+const ALL = '*';
 
-interface Watched {
-  stream: string;
+interface Watched extends ReadCursor {
   /** Watchers holding it; at 0 it is dropped after IDLE_DROP_MS. */
   refs: number;
-  /** The last entry read; null until fixed (the watch resolves after that). */
-  cursor: string | null;
   ready: Promise<void>;
   idleSince: number;
 }
@@ -35,10 +29,11 @@ interface Watched {
  * the sessions that have a client here only (docs/design.md, "API processes"). Every consumer of
  * events watches its session's partition first (`watch`), which fixes where reading starts before it
  * resolves: an event written after that is delivered, one written before is in the session log the
- * consumer replays. One blocking XREAD over every watched stream, on a connection of its own; a
- * newly watched stream interrupts it (CLIENT UNBLOCK). Each entry is decoded once and handed to the
- * sinks (the Socket.IO rooms) and to the session hub (SSE, plain WebSocket, sockets resuming); a
- * malformed entry is logged and skipped. It writes nothing: the producers' scripts log the events.
+ * consumer replays. Blocking XREADs on connections of their own (outgoing-reader.ts): one over every
+ * watched stream on a single Redis, one per watched stream on a Redis Cluster. Each entry is decoded
+ * once and handed to the sinks (the Socket.IO rooms) and to the session hub (SSE, plain WebSocket,
+ * sockets resuming); a malformed entry is logged and skipped. It writes nothing: the producers'
+ * scripts log the events.
  *
  * Its own provider and lifecycle: nothing is read until a partition is watched, and reading stops at
  * application shutdown, after every beforeApplicationShutdown hook, so answers the in-process
@@ -49,22 +44,9 @@ export class ChatEventsRelay implements OnApplicationShutdown {
   private readonly logger = new Logger(ChatEventsRelay.name);
   private readonly sinks = new Set<EventSink>();
   private readonly watched = new Map<string, Watched>();
-  private reader: Redis | null = null;
-  private running: Promise<void> | null = null;
-  private readonly halt = new AbortController();
+  private readonly readers = new Map<string, OutgoingReader>();
   private sweeper: NodeJS.Timeout | null = null;
-  /** Wakes the loop while it waits for a first watched partition. */
-  private wake: (() => void) | null = null;
-  /** The reader's CLIENT ID for CLIENT UNBLOCK (null until known on the current connection). */
-  private readerId: number | null = null;
-  /** Bumped on each 'ready' of the reader: a new epoch means a reconnect (ids and cursors are re-checked). */
-  private readerEpoch = 0;
-  /** The sequence number of the XREAD in flight, 0 when none. */
-  private reading = 0;
-  private reads = 0;
   private stopped = false;
-  /** Aborted when the reader's connection closes: a read in flight then will never be answered. */
-  private connectionLost = new AbortController();
 
   constructor(
     private readonly redis: RedisConnections,
@@ -115,21 +97,17 @@ export class ChatEventsRelay implements OnApplicationShutdown {
   }
 
   /**
-   * Idempotent: stops reading and releases the connection, and waits for the loop (and the batch it
-   * hands over) to end. It does not wait for a read in flight: on a connection closed while Redis is
-   * unreachable ioredis never settles it (see `untilAborted`).
+   * Idempotent: stops reading and releases the connections, and waits for the loops (and the batch
+   * each hands over) to end. It does not wait for a read in flight: on a connection closed while
+   * Redis is unreachable ioredis never settles it (see `untilAborted`).
    */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.halt.abort();
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
-    if (this.reader) {
-      this.redis.release(this.reader);
-      this.reader = null;
-    }
-    await this.running;
-    this.running = null;
+    const readers = [...this.readers.values()];
+    this.readers.clear();
+    await Promise.all(readers.map((r) => r.stop()));
     this.watched.clear();
   }
 
@@ -138,8 +116,7 @@ export class ChatEventsRelay implements OnApplicationShutdown {
     entry.ready = this.lastId(stream).then(
       (id) => {
         entry.cursor = id;
-        this.ensureReading();
-        this.interrupt();
+        this.readerFor(stream)?.interrupt();
       },
       (err: unknown) => {
         if (this.watched.get(stream) === entry) this.watched.delete(stream);
@@ -155,122 +132,43 @@ export class ChatEventsRelay implements OnApplicationShutdown {
     return newest[0]?.id ?? '0-0';
   }
 
-  private ensureReading(): void {
-    if (this.running || this.stopped) return;
-    const reader = this.redis.openBlocking('relay');
-    reader.on('ready', () => {
-      this.readerEpoch++;
-      this.readerId = null;
-    });
-    // ioredis (6.0) keeps a blocking read that was in flight when its connection dropped until the
-    // read's own timeout (BLOCK + blockingTimeoutGrace), even though it is not sent again: the loop
-    // gives up on it at once instead of stalling delivery for seconds after every reconnect.
-    reader.on('close', () => {
-      this.readerId = null;
-      this.connectionLost.abort();
-      this.connectionLost = new AbortController();
-    });
-    this.reader = reader;
-    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweeper.unref();
-    this.running = this.loop(reader);
+  /** The reader of `stream`, started when missing (none once stopped). */
+  private readerFor(stream: string): OutgoingReader | null {
+    if (this.stopped) return null;
+    const key = this.redis.isCluster ? stream : ALL;
+    let reader = this.readers.get(key);
+    if (!reader) {
+      const host: ReaderHost = {
+        streams: () => (key === ALL ? [...this.watched.values()] : [this.watched.get(key)].filter((w): w is Watched => w !== undefined)),
+        deliver: (reply) => this.deliver(reply),
+        recheck: (streams) => this.recheckCursors(streams),
+      };
+      reader = new OutgoingReader(this.redis, host, key === ALL ? 'relay' : `relay:${stream}`, key === ALL);
+      this.readers.set(key, reader);
+    }
+    if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweeper.unref();
+    }
+    return reader;
   }
 
-  /** Drops partitions nobody watched for IDLE_DROP_MS; the read in flight ends within BLOCK_MS. */
+  /**
+   * Drops partitions nobody watched for IDLE_DROP_MS; the read in flight ends within BLOCK_MS (on a
+   * cluster the partition's reader stops with it).
+   */
   private sweep(): void {
     const now = Date.now();
     for (const [stream, entry] of this.watched) {
-      if (entry.refs === 0 && entry.cursor !== null && now - entry.idleSince >= IDLE_DROP_MS) this.watched.delete(stream);
-    }
-  }
-
-  /** A partition was added: the read in flight (if any) ends now so that the next one includes it. */
-  private interrupt(): void {
-    if (this.wake) {
-      this.wake();
-      return;
-    }
-    if (this.reading) void this.unblock(this.reading);
-  }
-
-  private async unblock(read: number): Promise<void> {
-    for (let tries = 1; tries <= UNBLOCK_TRIES && this.reading === read && !this.stopped; tries++) {
-      try {
-        // 0 when the reader is not blocked (yet): the XREAD may still be on its way to Redis.
-        if (this.readerId !== null && Number(await this.redis.commands.client('UNBLOCK', this.readerId)) === 1) return;
-      } catch {
-        return; // Redis away: the reader's own read fails too
-      }
-      await sleep(2 * tries);
-    }
-  }
-
-  private async loop(reader: Redis): Promise<void> {
-    const halt = this.halt.signal;
-    let handledEpoch = 0;
-    let backoffMs = 100;
-    let failing = false;
-    while (!halt.aborted) {
-      const streams = [...this.watched.values()].filter((w) => w.cursor !== null);
-      if (streams.length === 0) {
-        await this.idle(halt);
-        continue;
-      }
-      try {
-        if (reader.status === 'end') break;
-        if (reader.status !== 'ready') {
-          await untilAborted(
-            whenReady(reader, BLOCK_MS).catch(() => undefined),
-            halt,
-          );
-          continue;
+      if (entry.refs === 0 && entry.cursor !== null && now - entry.idleSince >= IDLE_DROP_MS) {
+        this.watched.delete(stream);
+        const reader = this.redis.isCluster ? this.readers.get(stream) : undefined;
+        if (reader) {
+          this.readers.delete(stream);
+          void reader.stop();
         }
-        if (handledEpoch !== this.readerEpoch || this.readerId === null) {
-          const epoch = this.readerEpoch;
-          const id = await untilAborted(reader.client('ID'), halt);
-          if (id === ABORTED) break;
-          this.readerId = Number(id);
-          // Reconnected: Redis may have restarted, maybe without its data or from an older snapshot.
-          if (handledEpoch !== 0) await this.recheckCursors();
-          handledEpoch = epoch;
-          continue; // the set may have changed meanwhile
-        }
-        const read = ++this.reads;
-        this.reading = read;
-        const args = [...streams.map((w) => w.stream), ...streams.map((w) => w.cursor as string)];
-        const stop = AbortSignal.any([halt, this.connectionLost.signal]);
-        const reply = await untilAborted(reader.xread('COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', ...args), stop);
-        this.reading = 0;
-        if (reply === ABORTED) {
-          if (halt.aborted) break;
-          throw new Error('the connection closed during the read');
-        }
-        if (failing) this.logger.log('reading the event streams again');
-        failing = false;
-        backoffMs = 100;
-        this.deliver(reply);
-      } catch (err) {
-        this.reading = 0;
-        if (halt.aborted || reader.status === 'end') break;
-        // One warning per outage: ioredis reports the connection's own errors already.
-        if (!failing) this.logger.warn(`reading the event streams failed, retrying: ${(err as Error).message}`);
-        failing = true;
-        await pause(backoffMs, halt);
-        backoffMs = Math.min(backoffMs * 2, 2000);
       }
     }
-  }
-
-  private idle(halt: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        this.wake = null;
-        halt.removeEventListener('abort', done);
-        resolve();
-      };
-      this.wake = done;
-      halt.addEventListener('abort', done, { once: true });
-    });
   }
 
   /**
@@ -279,8 +177,7 @@ export class ChatEventsRelay implements OnApplicationShutdown {
    * again (clients drop what they already have by id). The last generated id is compared, not the
    * newest entry, which a deleted conversation's events may have taken with them.
    */
-  private async recheckCursors(): Promise<void> {
-    const streams = [...this.watched.values()].filter((w) => w.cursor !== null);
+  private async recheckCursors(streams: ReadCursor[]): Promise<void> {
     await Promise.all(
       streams.map(async (w) => {
         const last = await this.lastGeneratedId(w.stream);

@@ -15,6 +15,8 @@ export class AppConfig {
   };
   readonly redis: {
     url: string;
+    /** Seed nodes of a Redis Cluster, or null on a single Redis (REDIS_CLUSTER_NODES). */
+    clusterNodes: { host: string; port: number }[] | null;
     /** Approximate bound of each partition's stream: STREAM_MAX_LEN shared by the partitions. */
     streamMaxLen: number;
     sessionEventsMaxLen: number;
@@ -77,6 +79,12 @@ export class AppConfig {
     };
     this.redis = {
       url: env.REDIS_URL,
+      clusterNodes: env.REDIS_CLUSTER_NODES
+        ? env.REDIS_CLUSTER_NODES.split(',').map((node) => {
+            const [host, port] = node.trim().split(':');
+            return { host, port: Number(port) };
+          })
+        : null,
       // STREAM_MAX_LEN bounds each kind of stream in all: shared by the partitions, a few hundred
       // entries each at the least (a relay further behind than that misses events of a partition).
       streamMaxLen: Math.max(Math.min(env.STREAM_MAX_LEN, 500), Math.ceil(env.STREAM_MAX_LEN / env.PARTITIONS)),

@@ -71,4 +71,17 @@ describe('validateEnvironment', () => {
     expect(maskUrlPassword('redis://pa55@host')).toBe('redis://***@host');
     expect(maskUrlPassword('redis://host:6379')).toBe('redis://host:6379');
   });
+
+  it('switches to a Redis Cluster with REDIS_CLUSTER_NODES, and names a malformed list', () => {
+    expect(new AppConfig(validateEnvironment({})).redis.clusterNodes).toBeNull();
+    const config = new AppConfig(validateEnvironment({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-2:7001' }));
+    expect(config.redis.clusterNodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-2', port: 7001 },
+    ]);
+    for (const bad of ['10.0.0.1', 'redis://10.0.0.1:7000', '10.0.0.1:7000;10.0.0.2:7000', 'a:1,,b:2'])
+      expect(() => validateEnvironment({ REDIS_CLUSTER_NODES: bad })).toThrow(
+        /REDIS_CLUSTER_NODES must be a comma-separated list of host:port/,
+      );
+  });
 });

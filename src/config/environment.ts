@@ -78,6 +78,16 @@ export class Environment {
   @Matches(/^rediss?:\/\/\S+$/, { message: 'REDIS_URL must look like redis://host:6379 or rediss://...' })
   REDIS_URL = 'redis://localhost:6379';
 
+  /**
+   * Seed nodes of a Redis Cluster (`host:port,host:port`). Set, the service runs on the cluster and
+   * REDIS_URL only lends it its user, password and TLS (`rediss://`); its host and database are unused.
+   */
+  @IsOptional()
+  @Matches(/^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$/, {
+    message: 'REDIS_CLUSTER_NODES must be a comma-separated list of host:port, such as 10.0.0.1:7000,10.0.0.2:7000',
+  })
+  REDIS_CLUSTER_NODES?: string = undefined;
+
   @IsUrl(
     { require_tld: false, require_protocol: true, protocols: ['http', 'https'] },
     {

@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { Redis, RedisOptions } from 'ioredis';
+import { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { AppConfig } from '../config/app-config';
+import { RedisClient } from './redis-client';
 import { defineScripts } from './scripts';
 
 /**
@@ -16,16 +17,22 @@ export const COMMAND_TIMEOUT_MS = 900;
  */
 export const QUIT_TIMEOUT_MS = 1000;
 
+/** What connecting to a plain REDIS_URL that turns out to be a cluster node says. */
+export const CLUSTER_NODE_MESSAGE =
+  'REDIS_URL points at a node of a Redis Cluster (cluster_enabled:1): set REDIS_CLUSTER_NODES=host:port,host:port to its nodes instead';
+
 /**
  * Owns every Redis connection of the process. One shared connection runs ordinary commands and
  * fails fast while Redis is away (no offline queue); each blocking reader gets a connection of its
- * own, so a BLOCK never stalls anyone else's commands. All reconnect by themselves.
+ * own, so a BLOCK never stalls anyone else's commands. All reconnect by themselves. On a Redis
+ * Cluster (REDIS_CLUSTER_NODES) each is an ioredis `Cluster`, which follows MOVED and ASK and
+ * refreshes its slot map after a failover; a blocking reader then reads one partition (one slot).
  */
 @Injectable()
 export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Redis');
-  private readonly all = new Set<Redis>();
-  private commandConnection: Redis | null = null;
+  private readonly all = new Set<RedisClient>();
+  private commandConnection: RedisClient | null = null;
   /** Told of every connection error (metrics); set by whoever counts them. */
   onError: (connection: string) => void = () => undefined;
 
@@ -41,11 +48,32 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
       await whenReady(this.commands, 5000);
     } catch (err) {
       this.logger.warn(`starting without Redis (${(err as Error).message}); will keep reconnecting`);
+      return;
     }
+    // A cluster node answers a single-node client until the first key of another node: MOVED on
+    // most requests. Refused at start, with what to set instead.
+    if (!this.isCluster && (await this.clusterEnabled())) throw new Error(CLUSTER_NODE_MESSAGE);
+  }
+
+  /** Whether the service runs on a Redis Cluster (REDIS_CLUSTER_NODES). */
+  get isCluster(): boolean {
+    return this.config.redis.clusterNodes !== null;
+  }
+
+  /** `cluster_state` of a cluster (`ok`, `fail`), or null on a single Redis. */
+  async clusterState(): Promise<string | null> {
+    if (!this.isCluster) return null;
+    const info = String(await this.commands.cluster('INFO'));
+    return /^cluster_state:(\w+)/m.exec(info)?.[1] ?? 'unknown';
+  }
+
+  private async clusterEnabled(): Promise<boolean> {
+    const info = await this.commands.info('cluster');
+    return /^cluster_enabled:1/m.test(info);
   }
 
   /** The shared, non-blocking connection. */
-  get commands(): Redis {
+  get commands(): RedisClient {
     if (!this.commandConnection) {
       this.commandConnection = this.open('commands', {
         enableOfflineQueue: false,
@@ -68,8 +96,11 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     return this.commandConnection;
   }
 
-  /** A dedicated connection for blocking reads (XREAD/XREADGROUP BLOCK). Close it with `release`. */
-  openBlocking(name: string): Redis {
+  /**
+   * A dedicated connection for blocking reads (XREAD/XREADGROUP BLOCK). Close it with `release`. On
+   * a cluster a read may only name streams of one slot: one partition per reader.
+   */
+  openBlocking(name: string): RedisClient {
     // The offline queue stays on here: a read issued while reconnecting waits for the connection
     // instead of spinning on errors; the reader's own loop handles failures.
     return this.open(name, {
@@ -85,12 +116,15 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
-  /** A dedicated connection for SUBSCRIBE; ioredis re-subscribes by itself after a reconnect. */
-  openSubscriber(name: string): Redis {
-    return this.open(name, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+  /**
+   * A dedicated connection for (S)SUBSCRIBE; ioredis re-subscribes by itself after a reconnect (on a
+   * cluster, to the node that owns each sharded channel's slot, after a failover too).
+   */
+  openSubscriber(name: string): RedisClient {
+    return this.open(name, { enableOfflineQueue: true, maxRetriesPerRequest: null }, { shardedSubscribers: true });
   }
 
-  release(connection: Redis): void {
+  release(connection: RedisClient): void {
     this.all.delete(connection);
     connection.disconnect(false);
   }
@@ -103,15 +137,18 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     await Promise.all(connections.map((c) => quitWithin(c, QUIT_TIMEOUT_MS)));
   }
 
-  private open(name: string, extra: Partial<RedisOptions>): Redis {
-    const connection = new Redis(this.config.redis.url, {
+  private open(name: string, extra: Partial<RedisOptions>, clusterExtra: Partial<ClusterOptions> = {}): RedisClient {
+    const common: RedisOptions = {
       connectionName: `ai-assistant:${name}`,
       protocol: 2,
       connectTimeout: 2000,
       // Back off up to 2 s between attempts, forever: the service heals when Redis returns.
       retryStrategy: (attempt) => Math.min(100 * attempt, 2000),
       ...extra,
-    });
+    };
+    const connection = this.config.redis.clusterNodes
+      ? this.openCluster(this.config.redis.clusterNodes, common, clusterExtra)
+      : new Redis(this.config.redis.url, common);
     let wasDown = false;
     connection.on('error', (err: Error) => {
       this.onError(name);
@@ -127,10 +164,43 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     this.all.add(connection);
     return connection;
   }
+
+  /**
+   * A Cluster client with the same behaviour as a single connection: REDIS_URL lends user, password
+   * and TLS to every node; the per-connection options apply to each node's connection; the
+   * cluster's own retries are short, so that a request during a failover fails within the API's 2 s
+   * (503) instead of waiting for the promotion.
+   */
+  private openCluster(nodes: { host: string; port: number }[], common: RedisOptions, clusterExtra: Partial<ClusterOptions>): Cluster {
+    const { retryStrategy, enableOfflineQueue, enableAutoPipelining, ...nodeOptions } = common;
+    return new Cluster(nodes, {
+      redisOptions: { ...nodeOptions, ...credentialsOf(this.config.redis.url) },
+      clusterRetryStrategy: (attempt) => (retryStrategy ? retryStrategy(attempt) : null),
+      enableOfflineQueue: enableOfflineQueue ?? true,
+      enableAutoPipelining: enableAutoPipelining ?? false,
+      scaleReads: 'master',
+      maxRedirections: 8,
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      slotsRefreshTimeout: 1000,
+      ...clusterExtra,
+    });
+  }
+}
+
+/** User, password and TLS of a `redis(s)://user:password@host` URL, for every node of a cluster. */
+export function credentialsOf(url: string): Pick<RedisOptions, 'username' | 'password' | 'tls'> {
+  const parsed = new URL(url);
+  return {
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
 }
 
 /** QUIT, so replies still due arrive first; dropped after `timeoutMs`, or at once if not ready. */
-async function quitWithin(connection: Redis, timeoutMs: number): Promise<void> {
+async function quitWithin(connection: RedisClient, timeoutMs: number): Promise<void> {
   if (connection.status !== 'ready') {
     connection.disconnect(false);
     return;
@@ -149,7 +219,7 @@ async function quitWithin(connection: Redis, timeoutMs: number): Promise<void> {
 }
 
 /** Waits until a connection is ready, or rejects after `timeoutMs`. */
-export function whenReady(connection: Redis, timeoutMs: number): Promise<void> {
+export function whenReady(connection: RedisClient, timeoutMs: number): Promise<void> {
   if (connection.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

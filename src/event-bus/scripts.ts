@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client';
 import { SessionKeys } from './stream-names';
 
 /**
@@ -40,7 +40,7 @@ function allSources(): Map<string, { numberOfKeys: number; lua: string }> {
 const commandName = (name: string) => `chat_${name}`;
 
 /** Registers every script on a connection (once per connection). */
-export function defineScripts(connection: Redis): void {
+export function defineScripts(connection: RedisClient): void {
   for (const [name, definition] of allSources()) connection.defineCommand(commandName(name), definition);
 }
 
@@ -53,7 +53,7 @@ export interface ScriptReply {
 type Registered = Record<string, (...args: (string | number)[]) => Promise<unknown>>;
 
 export async function runScript(
-  connection: Redis,
+  connection: RedisClient,
   name: StateScript | OtherScript,
   keys: string[],
   args: (string | number)[],

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client';
 import { RedisConnections } from './redis-connections';
 import { runScript } from './scripts';
 import { KeyLayout, PartitionKeys, WORKER_GROUP } from './stream-names';
@@ -36,12 +36,13 @@ export class WorkerGroup {
   }
 
   /**
-   * Creates the group on every partition where it is missing. Starting at 0: commands queued before
-   * the first worker ever ran are still answered. Pass the reader's connection: it queues while Redis reconnects.
+   * Creates the group on each of `partitions` where it is missing. Starting at 0: commands queued
+   * before the first worker ever ran are still answered. Pass the reader's connection: it queues
+   * while Redis reconnects.
    */
-  async ensure(connection: Redis = this.redis.commands): Promise<void> {
+  async ensure(connection: RedisClient = this.redis.commands, partitions: readonly PartitionKeys[] = this.keys.partitions): Promise<void> {
     await Promise.all(
-      this.keys.partitions.map((p) =>
+      partitions.map((p) =>
         connection.xgroup('CREATE', p.incoming, WORKER_GROUP, '0', 'MKSTREAM').catch((err: unknown) => {
           if (!(err instanceof Error) || !err.message.includes('BUSYGROUP')) throw err;
         }),
@@ -50,11 +51,18 @@ export class WorkerGroup {
   }
 
   /**
-   * One blocking read over every partition (one entry each at most: a session has one head), on the
-   * reader's own connection. `from` rotates which partitions come first, so hand-backs are fair.
+   * One blocking read over `partitions` (one entry each at most: a session has one head), on the
+   * reader's own connection. `from` rotates which partitions come first, so hand-backs are fair. On
+   * a Redis Cluster a read names one partition: streams of different slots cannot share a read.
    */
-  async readNew(connection: Redis, consumer: string, blockMs: number, from: number): Promise<PartitionEntry[]> {
-    const streams = rotate(this.keys.partitions, from).map((p) => p.incoming);
+  async readNew(
+    connection: RedisClient,
+    partitions: readonly PartitionKeys[],
+    consumer: string,
+    blockMs: number,
+    from: number,
+  ): Promise<PartitionEntry[]> {
+    const streams = rotate(partitions, from).map((p) => p.incoming);
     const reply: unknown = await connection.xreadgroup(
       'GROUP',
       WORKER_GROUP,
@@ -70,9 +78,9 @@ export class WorkerGroup {
     return this.entries(reply, 1);
   }
 
-  /** This consumer's own pending entries (after a read failed: their delivery may never have reached us). */
-  async readOwnPending(connection: Redis, consumer: string): Promise<PartitionEntry[]> {
-    const streams = this.keys.partitions.map((p) => p.incoming);
+  /** This consumer's own pending entries in `partitions` (after a read failed: their delivery may never have reached us). */
+  async readOwnPending(connection: RedisClient, partitions: readonly PartitionKeys[], consumer: string): Promise<PartitionEntry[]> {
+    const streams = partitions.map((p) => p.incoming);
     const reply: unknown = await connection.xreadgroup(
       'GROUP',
       WORKER_GROUP,
@@ -126,7 +134,14 @@ export class WorkerGroup {
   async claim(pending: PendingEntry[], consumer: string, minIdleMs: number): Promise<PartitionEntry[]> {
     const claimed: PartitionEntry[] = [];
     for (const entry of pending) {
-      const reply: unknown = await this.redis.commands.xclaim(entry.partition.incoming, WORKER_GROUP, consumer, minIdleMs, entry.id);
+      const reply: unknown = await this.redis.commands.call(
+        'XCLAIM',
+        entry.partition.incoming,
+        WORKER_GROUP,
+        consumer,
+        minIdleMs,
+        entry.id,
+      );
       for (const e of toEntries(reply)) claimed.push({ ...e, partition: entry.partition, deliveries: entry.deliveries + 1 });
     }
     return claimed;

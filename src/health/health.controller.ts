@@ -38,6 +38,11 @@ export class HealthController {
       .check('redis')
       .attempt(async () => {
         await this.redis.commands.ping();
+        // On a cluster: its own verdict (a failover in progress says `fail`), not one node's PING.
+        const state = await this.redis.clusterState();
+        if (state === null) return;
+        if (state !== 'ok') throw new Error(`Redis Cluster state is ${state}`);
+        return { cluster_state: state };
       })
       .withTimeout(1500);
   }

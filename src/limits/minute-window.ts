@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../event-bus/redis-client';
 import { addressGroup } from './address-group';
 
 /** The fixed one-minute window `now` falls in, and the seconds until the next one starts. */
@@ -11,7 +11,7 @@ export function minuteWindow(now = Date.now()): { minute: number; retryAfterSeco
  * Counts one more hit in a window's key and returns the count. The key lives a minute past its
  * window's end, so an instance whose clock is a little behind still finds it.
  */
-export async function countHit(redis: Redis, key: string): Promise<number> {
+export async function countHit(redis: RedisClient, key: string): Promise<number> {
   const replies = await redis.multi().incr(key).expire(key, 120).exec();
   const count: unknown = replies?.[0]?.[1];
   return typeof count === 'number' ? count : 0;

@@ -1,0 +1,33 @@
+import { isRedisUnavailable } from '../app/http-errors.filter';
+import { isRedisError } from '../ai/provider-attempt';
+import { credentialsOf } from './redis-connections';
+
+describe('Redis errors on a single Redis and on a cluster', () => {
+  it.each([
+    'CLUSTERDOWN The cluster is down',
+    'TRYAGAIN Multiple keys request during rehashing of slot',
+    'Too many Cluster redirections. Last error: Error: Connection is closed.',
+    'Failed to refresh slots cache.',
+    'Connection is closed.',
+    'Command timed out',
+  ])('%s means Redis is unavailable (503, not 500)', (message) => {
+    expect(isRedisUnavailable(new Error(message))).toBe(true);
+  });
+
+  it('a script error or a wrong command is not an outage', () => {
+    expect(isRedisUnavailable(new Error('ERR Error running script'))).toBe(false);
+    expect(isRedisUnavailable(new Error("CROSSSLOT Keys in request don't hash to the same slot"))).toBe(false);
+  });
+
+  it('a worker treats a cluster that cannot route its command as a Redis error (the run is redone)', () => {
+    expect(isRedisError(new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'))).toBe(true);
+  });
+});
+
+describe('credentialsOf', () => {
+  it('lends REDIS_URL user, password and TLS to every cluster node', () => {
+    expect(credentialsOf('rediss://app:s%40cret@ignored:6379/0')).toEqual({ username: 'app', password: 's@cret', tls: {} });
+    expect(credentialsOf('redis://:pw@localhost:6379')).toEqual({ password: 'pw' });
+    expect(credentialsOf('redis://localhost:6379')).toEqual({});
+  });
+});
