@@ -3,7 +3,7 @@ import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { eventually } from '../../test/support/eventually';
-import { freshRedis, groupConsumers, pendingEntries, testRedisUrl, workerHeartbeats } from '../../test/support/test-redis';
+import { freshRedis, groupConsumers, pendingCount, pendingEntries, testRedisUrl, workerHeartbeats } from '../../test/support/test-redis';
 import { within } from '../../test/support/within';
 import { AppConfig } from '../config/app-config';
 import { validateEnvironment } from '../config/environment';
@@ -235,6 +235,37 @@ describe('ChatWorker (real Redis)', () => {
         `chat.completed:${refB.messageId}`,
       ]);
     });
+  });
+
+  it('runs a message again above the lost attempt when Redis lost its start (failover to a replica that missed it)', async () => {
+    let f: Fixture | null = null;
+    let rewound = false;
+    const provider = new SlowProvider(4, 50, async () => {
+      if (rewound || !f) return;
+      rewound = true;
+      // the promoted replica never received `start`: the message is queued again, with no attempt
+      const hash = f.keys.session(ref.sessionId).hash;
+      await redis.hset(hash, `${ref.messageId}:status`, 'queued');
+      await redis.hdel(hash, `${ref.messageId}:attempt`);
+    });
+    f = await build(provider);
+    const ref = await send(f.store, sessionIn(5), 'again');
+    f.worker.start();
+    await eventually(
+      async () => (await eventsOf(f.keys, ref.sessionId)).filter((e) => FINAL.has(e.type)).map((e) => e.type),
+      (finals) => finals.length > 0,
+      10_000,
+    );
+    const events = await eventsOf(f.keys, ref.sessionId);
+    expect(events.filter((e) => FINAL.has(e.type)).map((e) => e.type)).toEqual(['chat.completed']);
+    // attempt 2 announces itself: a client that saw attempt 1 discards what it streamed
+    expect(events.filter((e) => e.type === 'chat.started').map((e) => (e.payload as { attempt: number }).attempt)).toEqual([1, 2]);
+    expect(provider.asked).toEqual(['again', 'again']);
+    expect((await f.store.history(ref.sessionId)).find((m) => m.role === 'assistant')).toMatchObject({
+      content: 're: again...',
+      status: 'completed',
+    });
+    expect(await pendingCount(redis)).toBe(0);
   });
 
   it("takes over a dead consumer's message within two liveness periods, and removes the dead consumer", async () => {

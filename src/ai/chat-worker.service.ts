@@ -12,6 +12,7 @@ import { WorkerRegistry } from '../event-bus/worker-registry';
 import { ABORT_CANCELLED, ABORT_SHUTDOWN } from './abort-reasons';
 import { CancelListener } from './cancel-listener';
 import { GenerationSlots } from './generation-slots';
+import { RedisRewoundError } from '../history/message-store';
 import { MessageRunner } from './message-runner';
 import { isRedisError } from './provider-attempt';
 
@@ -297,7 +298,10 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       const byKey = new Map(pending.map((e) => [inFlightKey(e), e]));
       const redo = [...this.redo].filter(([, entry]) => partitions.includes(entry.partition));
       for (const [key, entry] of redo) {
-        if (!byKey.has(key) && !(await this.group.exists(entry))) byKey.set(key, entry);
+        const own = byKey.get(key);
+        // still ours: run with what the failed run learned (an attempt Redis lost)
+        if (own) byKey.set(key, { ...own, attemptFloor: entry.attemptFloor });
+        else if (!(await this.group.exists(entry))) byKey.set(key, entry);
       }
       if (!current()) return NOTHING;
       for (const [key] of redo) this.redo.delete(key);
@@ -351,7 +355,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
         (err: unknown) => {
           // Still pending with this consumer (or lost with Redis's data): run it again once Redis
           // answers, after a pause (an error that repeats must not become a tight loop).
-          this.redo.set(inFlightKey(entry), entry);
+          this.redo.set(inFlightKey(entry), err instanceof RedisRewoundError ? { ...entry, attemptFloor: err.attempt } : entry);
           const lane = this.laneOf(entry);
           if (lane) lane.recoverOwn = true;
           this.redoAfter = Date.now() + REDO_PAUSE_MS;

@@ -64,7 +64,7 @@ export class MessageRunner {
     }
     const ref: MessageRef = { sessionId: decoded.value.payload.sessionId, messageId: decoded.value.payload.messageId };
     if (signal.aborted) return 'left';
-    const start = await this.store.start(ref, entry.id, consumer, null);
+    const start = await this.store.start(ref, entry.id, consumer, null, entry.attemptFloor);
     if (start.result !== 'started') return this.notStarted(ref, entry, start);
     const release = this.cancels.hold(entry.partition);
     try {

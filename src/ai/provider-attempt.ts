@@ -204,6 +204,7 @@ export function isRedisError(err: unknown): boolean {
   return (
     name === 'ReplyError' ||
     name === 'MaxRetriesPerRequestError' ||
+    name === 'RedisRewoundError' ||
     /Connection is closed|Command timed out|Stream isn't writeable|Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes/i.test(
       err.message,
     )

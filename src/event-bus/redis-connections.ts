@@ -180,7 +180,11 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
       enableAutoPipelining: enableAutoPipelining ?? false,
       scaleReads: 'master',
       maxRedirections: 8,
-      retryDelayOnFailover: 100,
+      // A command in flight when its node's connection closed may have run there: it fails
+      // (503, or the worker's redo) instead of being sent again to the promoted replica, as
+      // autoResendUnfulfilledCommands: false does on a single Redis. CLUSTERDOWN and TRYAGAIN mean
+      // the command did not run: those are retried.
+      retryDelayOnFailover: 0,
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: 1000,

@@ -10,6 +10,8 @@ export interface PartitionEntry extends StreamEntry {
   partition: PartitionKeys;
   /** How many times it has been delivered, this delivery included. */
   deliveries: number;
+  /** An attempt of it that Redis lost (failover, older snapshot): its next start is above it. */
+  attemptFloor?: number;
 }
 
 /** An entry pending with a consumer. */

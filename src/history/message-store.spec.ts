@@ -7,7 +7,7 @@ import { decodeCommand, decodeEvent, DeliveredEvent, FINAL_EVENT_TYPES } from '.
 import { RedisConnections } from '../event-bus/redis-connections';
 import { KeyLayout, PartitionKeys, WORKER_GROUP } from '../event-bus/stream-names';
 import { parseRangeReply, parseReadReply } from '../event-bus/stream-reply';
-import { MessageRef, MessageStore } from './message-store';
+import { MessageRef, MessageStore, RedisRewoundError } from './message-store';
 
 /**
  * The message state machine against a real Redis (docs/design.md): each transition is one script,
@@ -195,6 +195,25 @@ describe('MessageStore (real Redis)', () => {
     ).toMatchObject({ result: 'completed' });
     expect(typesOf(await eventsOf(sid))).toEqual(['chat.user_message', 'chat.started', 'chat.started', 'chat.delta', 'chat.completed']);
     expect((await store.history(sid)).find((m) => m.role === 'assistant')).toMatchObject({ content: 'new', status: 'completed' });
+  });
+
+  it('an attempt Redis lost (failover to a replica that missed the start) is a Redis failure, not a fence: nothing is written', async () => {
+    const sid = newSession();
+    const ref = await send(sid);
+    const held = await startHead(sid, 'w-1');
+    // what a replica promoted before it received `start` holds: the message still queued, no attempt
+    await redis.hset(layout.session(sid).hash, `${ref.messageId}:status`, 'queued');
+    await redis.hdel(layout.session(sid).hash, `${ref.messageId}:attempt`);
+    const before = (await eventsOf(sid)).length;
+    await expect(store.emit(ref, held.attempt, { type: 'chat.delta', payload: { ...ref, delta: 'x' } }, reply('x'))).rejects.toThrow(
+      RedisRewoundError,
+    );
+    await expect(
+      store.finish(ref, held.entryId, held.attempt, reply('x'), { type: 'chat.completed', payload: { ...ref, content: 'x', usage } }),
+    ).rejects.toThrow(RedisRewoundError);
+    expect(await eventsOf(sid)).toHaveLength(before);
+    // run again (the worker's redo, above the lost attempt: clients that saw it discard its deltas)
+    expect(await store.start(ref, held.entryId, 'w-1', null, held.attempt)).toMatchObject({ result: 'started', attempt: held.attempt + 1 });
   });
 
   it('a completion while a cancel is recorded ends as cancelled', async () => {

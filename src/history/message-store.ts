@@ -55,6 +55,22 @@ const DELETED_MARK_SECONDS = 3600;
  * script that also writes its event to the partition's stream and the session's log. This class
  * only shapes arguments and names the replies; the rules are in `src/event-bus/scripts/*.lua`.
  */
+/**
+ * Redis no longer has this attempt's start (a failover to a replica that had not received it, or a
+ * restart from an older snapshot): the message looks as if it was never started. Not a fence (no
+ * newer attempt exists) but a Redis failure: the worker runs the message again from its pending entry.
+ */
+export class RedisRewoundError extends Error {
+  constructor(
+    ref: MessageRef,
+    /** The attempt Redis lost. */
+    readonly attempt: number,
+  ) {
+    super(`Redis lost the start of ${ref.messageId} (failover or restart from an older snapshot)`);
+    this.name = 'RedisRewoundError';
+  }
+}
+
 @Injectable()
 export class MessageStore {
   constructor(
@@ -112,8 +128,12 @@ export class MessageStore {
     throw new Error(`unexpected send result ${result}`);
   }
 
-  /** `heldAttempt`: the attempt a retrying worker still holds (null for a first start or a takeover). */
-  async start(ref: MessageRef, entryId: string, consumer: string, heldAttempt: number | null): Promise<StartOutcome> {
+  /**
+   * `heldAttempt`: the attempt a retrying worker still holds (null for a first start or a takeover).
+   * `attemptFloor`: an attempt Redis lost (RedisRewoundError): the new one is above it, so clients
+   * that saw the lost attempt's `chat.started` discard what it streamed.
+   */
+  async start(ref: MessageRef, entryId: string, consumer: string, heldAttempt: number | null, attemptFloor = 0): Promise<StartOutcome> {
     const empty: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
     const { result, values } = await this.run('start', ref, [
       entryId,
@@ -121,6 +141,7 @@ export class MessageStore {
       JSON.stringify(empty),
       this.config.history.contextMessages,
       heldAttempt === null ? '' : heldAttempt,
+      attemptFloor,
     ]);
     switch (result) {
       case 'started': {
@@ -156,6 +177,7 @@ export class MessageStore {
     ]);
     if (result === 'emitted' || result === 'cancel_requested') return { result, eventId: String(values[0]) };
     if (result === 'fenced' || result === 'gone') return { result };
+    if (result === 'rewound') throw new RedisRewoundError(ref, attempt);
     throw new Error(`unexpected emit result ${result}`);
   }
 
@@ -179,6 +201,7 @@ export class MessageStore {
     if (result === 'completed' || result === 'failed' || result === 'cancelled') return { result, eventId: String(values[0]) };
     if (result === 'ended') return { result, status: String(values[0]) };
     if (result === 'gone' || result === 'fenced') return { result };
+    if (result === 'rewound') throw new RedisRewoundError(ref, attempt);
     throw new Error(`unexpected finish result ${result}`);
   }
 

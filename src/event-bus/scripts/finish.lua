@@ -3,7 +3,7 @@
 -- ARGV 7 entry id, 8 attempt, 9 status (completed|failed|cancelled), 10 reply part (JSON),
 -- 11 final event data (JSON), 12 dead letter data (JSON, '' = none).
 -- A completion while a cancel is recorded is stored and announced as cancelled.
--- Returns {status, eventId} | {'ended', status} | {'gone'} | {'fenced'}
+-- Returns {status, eventId} | {'ended', status} | {'gone'} | {'fenced'} | {'rewound'}
 local st = redis.call('HMGET', KEYS[1], MID .. ':status', MID .. ':attempt', MID .. ':cancel')
 if not st[1] then
   ack(ARGV[7])
@@ -13,6 +13,8 @@ if isFinal(st[1]) then
   ack(ARGV[7])
   return { 'ended', st[1] }
 end
+-- an attempt below ours: Redis lost our start (failover, older snapshot); no newer attempt exists
+if tonumber(st[2] or '0') < tonumber(ARGV[8]) then return { 'rewound' } end
 if st[1] ~= 'streaming' or tonumber(st[2]) ~= tonumber(ARGV[8]) then return { 'fenced' } end
 local status, data = ARGV[9], ARGV[11]
 if status == 'completed' and st[3] then

@@ -1,6 +1,7 @@
 -- START: a worker begins (or, after a retry or a takeover, begins again) the head message.
 -- ARGV 7 entry id, 8 consumer, 9 empty reply part (JSON), 10 earlier turns to return,
--- 11 the attempt the caller holds ('' = none: first start or takeover; a retry must still hold it).
+-- 11 the attempt the caller holds ('' = none: first start or takeover; a retry must still hold it),
+-- 12 an attempt Redis lost (0 = none): the new attempt is above it.
 -- Returns {'started', attempt, eventId, userPart, [user, assistant]... of completed earlier turns, oldest first}
 --       | {'ended', status} | {'gone'} | {'cancelled', eventId} | {'fenced'}
 local st = redis.call('HMGET', KEYS[1], MID .. ':status', MID .. ':attempt', MID .. ':cancel', MID .. ':user', MID .. ':assistant')
@@ -19,7 +20,8 @@ if st[3] then
   ack(ARGV[7])
   return { 'cancelled', id }
 end
-attempt = attempt + 1
+-- above an attempt Redis lost (ARGV 12), so it is never handed out twice
+attempt = math.max(attempt, tonumber(ARGV[12] or '0') or 0) + 1
 local id = emit('chat.started', '{' .. refJson(MID) .. ',"attempt":' .. attempt .. '}', true)
 -- the empty reply stands for exactly the events up to chat.started: a history reader resumes after it
 redis.call('HSET', KEYS[1], MID .. ':status', 'streaming', MID .. ':attempt', attempt, MID .. ':owner', ARGV[8],
