@@ -1,11 +1,11 @@
 /**
  * `npm run bench` (full, ~5 min on 2 cores) and `npm run bench -- --quick` (~40 s).
  *
- * Starts what it needs (redis-server on a free port unless REDIS_URL is given, the fake Ollama of
- * the test tree inside this process, the API and a worker as child processes built like dist/), drives
- * them with real socket.io-client connections and HTTP sends, prints a table and writes the whole
- * result as JSON to bench/results/<timestamp>.json. See bench/NOTES.md for what the numbers mean
- * and what they found.
+ * Starts what it needs (redis-server on a free port unless REDIS_URL is given, or with --cluster a
+ * local 3-master Redis Cluster; the fake Ollama of the test tree inside this process; the API and a
+ * worker as child processes built like dist/), drives them with real socket.io-client connections
+ * and HTTP sends, prints a table and writes the whole result as JSON to
+ * bench/results/<timestamp>.json. See bench/NOTES.md for what the numbers mean and what they found.
  *
  * Options (all optional):
  *   --quick                     short run (5,000 messages for memory, short phases)
@@ -19,6 +19,9 @@
  *                               × 50/125/250 tokens/s = 10,000/25,000/50,000 tokens/s offered; quick: 4)
  *   --fanout-message-ms N       how long each fan-out reply streams (full 1600, quick 400)
  *   --phases floors,latency,throughput,memory,fanout   run only some phases
+ *   --cluster                   run the app on the bench's own 3-master Redis Cluster (REDIS_CLUSTER_NODES)
+ *                               and report each master's share of the commands and Redis CPU per phase;
+ *                               the floors phase still runs on a single redis-server of its own
  *   --no-build                  never compile src/ (default: compile it into bench/.dist when it is newer than dist/)
  *   --profile                   CPU-profile the API and worker (inspector protocol) around each phase and
  *                               print where their CPU went; the .cpuprofile files go to bench/results/
@@ -32,6 +35,8 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { RedisServer } from '../test/support/redis-server';
 import { BenchEnv } from './lib/env';
 import { Monitor } from './lib/monitor';
 import { killAllSync, machineBusySeconds, useDist, useNodeArgs } from './lib/procs';
@@ -39,6 +44,7 @@ import { CpuProfile, ProfileSummary, renderProfile, summarizeProfileData } from 
 import { InspectorSession } from './lib/profiler';
 import type { BenchProcess } from './lib/procs';
 import { redisVersion } from './lib/redis-info';
+import { Master, MAX_MASTER_SHARE_PCT, renderSpread, shardSpread, ShardSpread } from './lib/shards';
 import { fmt, fmtInt, mb, table } from './lib/stats';
 import type { BenchConfig, PhaseContext } from './phases/context';
 import { FanoutResult, MAX_P99_MS, runFanout } from './phases/fanout';
@@ -72,6 +78,7 @@ const { values: args } = parseArgs({
     'no-build': { type: 'boolean', default: false },
     'wait-idle': { type: 'string' },
     profile: { type: 'boolean', default: false },
+    cluster: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -82,6 +89,9 @@ const ints = (v: string | undefined, fallback: number[]) => (v === undefined ? f
 const phases = new Set((args.phases ?? 'floors,latency,throughput,memory,fanout').split(','));
 
 const concurrency = int(args.concurrency, 256);
+/** Masters of the --cluster run: issue 18's figure is for 3. */
+const CLUSTER_MASTERS = 3;
+const clusterMode = args.cluster ?? false;
 const coalesce = int(args.coalesce, 30);
 
 const config: BenchConfig = {
@@ -234,15 +244,22 @@ interface Results {
   floors?: FloorsResult;
   targets?: { name: string; target: string; measured: string; met: boolean | null }[];
   profiles?: Record<string, Record<string, ProfileSummary>>;
+  /** --cluster: the masters, and per phase how its Redis work spread over them */
+  cluster?: { seeds: string; masters: Master[]; floors: string; phases: Record<string, ShardSpread> };
   errors: string[];
 }
 
 let env: BenchEnv | null = null;
+/** --cluster: the single redis-server the floors phase runs on. */
+let floorsRedis: RedisServer | null = null;
+let floorsClient: Redis | null = null;
 let cleaning: Promise<void> | null = null;
 
 async function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     if (env) await env.stop(log);
+    floorsClient?.disconnect();
+    if (floorsRedis) await floorsRedis.dispose().catch(() => undefined);
     killAllSync();
     rmSync(join(ROOT, 'bench', '.dist'), { recursive: true, force: true });
   })();
@@ -251,8 +268,8 @@ async function cleanup(): Promise<void> {
 
 process.on('exit', () => {
   killAllSync();
-  const pid = env?.redisServer?.pid;
-  if (pid) {
+  for (const pid of [env?.redisServer?.pid, floorsRedis?.pid]) {
+    if (!pid) continue;
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -265,6 +282,23 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     log(`${signal}: stopping everything`);
     void cleanup().finally(() => process.exit(130));
   });
+}
+
+/**
+ * --cluster: the floors measure the stack's parts alone (an XADD + XREAD on one stream, ...), which
+ * a cluster does not change; their child processes and bookkeeping take a REDIS_URL. So they get a
+ * redis-server of their own, and the rest of the context as it is.
+ */
+async function singleRedisContext(ctx: PhaseContext): Promise<PhaseContext> {
+  floorsRedis ??= await RedisServer.start();
+  const redis = new Redis(floorsRedis.url, { protocol: 2, maxRetriesPerRequest: 1 });
+  floorsClient = redis;
+  log(`floors: on a single redis-server of their own (${floorsRedis.url}), not on the cluster`);
+  const single = Object.create(ctx.env) as BenchEnv;
+  single.redisUrl = floorsRedis.url;
+  single.redis = redis;
+  single.nodes = [redis];
+  return { ...ctx, env: single };
 }
 
 /** CPU other processes use before we start anything (% of one core, over 1 s). */
@@ -306,9 +340,18 @@ async function main(): Promise<number> {
     appEnv: config.appEnv,
     workerEnv: {},
     externalRedisUrl: process.env.REDIS_URL || undefined,
+    clusterMasters: clusterMode ? CLUSTER_MASTERS : undefined,
+    partitions: int(config.appEnv.PARTITIONS, 64),
   });
   await env.start(log);
-  const monitor = new Monitor(env.redis, { api: env.api.pid, worker: env.worker.pid });
+  const monitor = new Monitor(env.nodes, { api: env.api.pid, worker: env.worker.pid }, env.masters);
+  if (env.cluster && env.masters)
+    results.cluster = {
+      seeds: env.cluster.seeds,
+      masters: env.masters,
+      floors: phases.has('floors') ? 'on a separate single redis-server (the floors measure the parts alone, not the cluster)' : 'not run',
+      phases: {},
+    };
   const cpus = os.cpus();
   results.machine = {
     cores: cpus.length,
@@ -316,8 +359,12 @@ async function main(): Promise<number> {
     memoryGB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
-    redis: await redisVersion(env.redis),
-    redisSource: env.redisServer ? 'own redis-server (no persistence: --save "" --appendonly no)' : 'REDIS_URL',
+    redis: await redisVersion(env.nodes[0]),
+    redisSource: env.cluster
+      ? `own Redis Cluster, ${CLUSTER_MASTERS} masters, no replicas (no persistence: --save "" --appendonly no)`
+      : env.redisServer
+        ? 'own redis-server (no persistence: --save "" --appendonly no)'
+        : 'REDIS_URL',
     socketIoClient: pkgVersion('socket.io-client'),
     ollamaClient: pkgVersion('ollama'),
     gitCommit: git(['rev-parse', '--short', 'HEAD']),
@@ -328,7 +375,7 @@ async function main(): Promise<number> {
   results.settings = {
     mode: config.mode,
     provider: 'fake Ollama (test/support/fake-ollama.ts, in the bench process) via the official ollama client in the worker',
-    processes: '1 API (WORKER_ENABLED=false) + 1 standalone worker + redis-server + the bench process (clients + fake Ollama)',
+    processes: `1 API (WORKER_ENABLED=false) + 1 standalone worker + ${clusterMode ? `${CLUSTER_MASTERS} redis-server cluster masters (REDIS_CLUSTER_NODES)` : 'redis-server'} + the bench process (clients + fake Ollama)`,
     appEnv: config.appEnv,
     latency: config.latency,
     throughput: config.throughput,
@@ -368,9 +415,20 @@ async function main(): Promise<number> {
       }
     }
   };
-  const attempt = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
+  // On a cluster: how each phase's Redis work spread over the masters, from its first to its last
+  // command (whatever the phase measures itself, e.g. only the sending windows of throughput steps).
+  const spread = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    if (!results.cluster || !env?.masters) return fn();
+    const masters = env.masters;
+    const before = await monitor.redisNodes();
+    const out = await fn();
+    const after = await monitor.redisNodes();
+    results.cluster.phases[name] = shardSpread(before.nodes, after.nodes, (after.at - before.at) / 1000, masters);
+    return out;
+  };
+  const attempt = async <T>(name: string, fn: () => Promise<T>, perMaster = true): Promise<T | undefined> => {
     try {
-      return await profiled(name, fn);
+      return await profiled(name, perMaster ? () => spread(name, fn) : fn);
     } catch (err) {
       const message = `${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
       results.errors.push(message);
@@ -379,7 +437,8 @@ async function main(): Promise<number> {
     }
   };
 
-  if (phases.has('floors')) results.floors = await attempt('floors', () => runFloors(ctx));
+  if (phases.has('floors'))
+    results.floors = await attempt('floors', async () => runFloors(env?.cluster ? await singleRedisContext(ctx) : ctx), !env.cluster);
   if (phases.has('latency')) results.latency = await attempt('latency', () => runLatency(ctx));
   if (phases.has('throughput')) results.throughput = await attempt('throughput', () => runThroughput(ctx));
   if (phases.has('memory')) results.memory = await attempt('memory', () => runMemory(ctx));
@@ -475,6 +534,15 @@ function targets(r: Results): NonNullable<Results['targets']> {
       });
     }
   }
+  const spread = r.cluster?.phases.throughput;
+  if (spread) {
+    out.push({
+      name: `max share of one master (${spread.masters.length} masters, throughput phase)`,
+      target: `≤ ${MAX_MASTER_SHARE_PCT}% of commands and CPU`,
+      measured: `${fmt(spread.maxCommandsPct, 1)}% of commands, ${fmt(spread.maxCpuPct, 1)}% of CPU`,
+      met: spread.even,
+    });
+  }
   if (r.memory) {
     const v = r.memory.verdict;
     const flat = (s: string) => s.startsWith('flat');
@@ -497,7 +565,7 @@ function render(r: Results): string {
   );
   const e = config.appEnv;
   lines.push(
-    `app: 1 API (WORKER_ENABLED=false) + 1 worker; WORKER_CONCURRENCY=${e.WORKER_CONCURRENCY} DELTA_COALESCE_MS=${e.DELTA_COALESCE_MS} LOG_LEVEL=${e.LOG_LEVEL} AUTH_MODE=${e.AUTH_MODE} rate limits off, MAX_BACKLOG=${e.MAX_BACKLOG}, other settings default`,
+    `app: 1 API (WORKER_ENABLED=false) + 1 worker${r.cluster ? ` on a ${r.cluster.masters.length}-master Redis Cluster` : ''}; WORKER_CONCURRENCY=${e.WORKER_CONCURRENCY} DELTA_COALESCE_MS=${e.DELTA_COALESCE_MS} LOG_LEVEL=${e.LOG_LEVEL} AUTH_MODE=${e.AUTH_MODE} rate limits off, MAX_BACKLOG=${e.MAX_BACKLOG}, other settings default`,
   );
   lines.push(
     'provider: fake Ollama (test/support/fake-ollama.ts) in the bench process, reached by the worker through the official ollama client',
@@ -738,8 +806,23 @@ function render(r: Results): string {
     );
   }
 
+  if (r.cluster) {
+    const c = r.cluster;
+    lines.push('');
+    lines.push(
+      `REDIS CLUSTER — ${c.masters.length} masters (REDIS_CLUSTER_NODES=${c.seeds}); per phase, each master's share of the commands ` +
+        '(INFO commandstats, commands run by scripts included) and of the Redis CPU (used_cpu_user + used_cpu_sys), over the whole phase',
+    );
+    lines.push(
+      `  masters: ${c.masters.map((m) => `${m.node} ${m.slots} slots, ${m.partitions} partitions${m.globalKeys.length ? ` + ${m.globalKeys.join(', ')}` : ''}`).join('; ')}`,
+    );
+    for (const [phase, spread] of Object.entries(c.phases)) lines.push(...renderSpread(phase, spread));
+    lines.push(`  floors: ${c.floors}`);
+  }
+
   if (r.floors) {
     lines.push('');
+    if (r.cluster) lines.push('(--cluster: the floors ran on a separate single redis-server, not on the cluster)');
     lines.push(...renderFloors(r.floors, measuredBeside(r), { messagesPerSec: 2000, eventsPerSec: 50_000 }));
   }
 

@@ -1,13 +1,15 @@
 /**
  * CPU of every process in the pipeline over a window: API and worker from /proc/<pid>/stat, Redis
- * from INFO (used_cpu_user + used_cpu_sys, valid for a Redis we did not start too), and the bench
+ * from INFO (used_cpu_user + used_cpu_sys, valid for a Redis we did not start too; on a cluster
+ * summed over the masters, each also reported on its own), and the bench
  * process itself (driver + fake Ollama + socket clients) from process.cpuUsage(). Percentages are of
  * one core (a single-threaded process tops out near 100 %, the whole 2-core machine at 200 %).
  */
 import type { Redis } from 'ioredis';
 import { monitorEventLoopDelay, IntervalHistogram } from 'node:perf_hooks';
 import { cpuSeconds, machineBusySeconds } from './procs';
-import { callDeltas, redisSnapshot, RedisSnapshot } from './redis-info';
+import { callDeltas, redisSnapshots, RedisSnapshot } from './redis-info';
+import { Master, shardSpread, ShardSpread } from './shards';
 import { round } from './stats';
 
 export interface Pids {
@@ -21,7 +23,9 @@ export interface Snapshot {
   worker: number;
   bench: number;
   machine: number;
+  /** summed over the nodes */
   redis: RedisSnapshot;
+  redisNodes: RedisSnapshot[];
 }
 
 export interface CpuWindow {
@@ -44,20 +48,27 @@ export interface CpuWindow {
   redisTopCommands: [string, number][];
   /** event-loop delay of the bench process (driver saturation shows here) */
   benchLoopDelayP99Ms: number;
+  /** on a cluster: each master's share of the commands and of the Redis CPU */
+  redisMasters?: ShardSpread;
 }
 
 export class Monitor {
   private loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
 
+  /**
+   * @param nodes one plain connection per Redis server (a single Redis, or every master of a cluster)
+   * @param masters set on a cluster: windows then also say how the work spread over the masters
+   */
   constructor(
-    private readonly redis: Redis,
+    private readonly nodes: Redis[],
     public pids: Pids,
+    private readonly masters: Master[] | null = null,
   ) {
     this.loop.enable();
   }
 
   async snapshot(): Promise<Snapshot> {
-    const redis = await redisSnapshot(this.redis);
+    const { total: redis, nodes: redisNodes } = await redisSnapshots(this.nodes);
     const usage = process.cpuUsage();
     const snap = {
       at: performance.now(),
@@ -66,6 +77,7 @@ export class Monitor {
       bench: (usage.user + usage.system) / 1e6,
       machine: machineBusySeconds(),
       redis,
+      redisNodes,
     };
     this.loop.reset();
     return snap;
@@ -95,7 +107,13 @@ export class Monitor {
       redisCommandsPerSec: Math.round(redisCommands / seconds),
       redisTopCommands: callDeltas(a.redis, b.redis).slice(0, 12),
       benchLoopDelayP99Ms: round(this.loop.percentile(99) / 1e6, 1),
+      ...(this.masters ? { redisMasters: shardSpread(a.redisNodes, b.redisNodes, seconds, this.masters) } : {}),
     };
+  }
+
+  /** Redis only, without touching the event-loop histogram a phase's own window may be using. */
+  async redisNodes(): Promise<{ at: number; nodes: RedisSnapshot[] }> {
+    return { at: performance.now(), nodes: (await redisSnapshots(this.nodes)).nodes };
   }
 
   stop(): void {

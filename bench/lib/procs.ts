@@ -5,7 +5,7 @@
  * LOG_LEVEL=warn (logging every message would be measured too), and at that level the app prints
  * neither "listening on" nor "AI worker ready". So the API is ready when GET /health/live answers
  * 200 on the port we gave it, and a worker when its blocking Redis connection (named
- * `ai-assistant:worker:<host>:<pid>:...`) shows up in CLIENT LIST.
+ * `ai-assistant:worker:<host>:<pid>:...`) shows up in CLIENT LIST (of any master, on a cluster).
  *
  * Also: CPU time and RSS of any pid from /proc, and a registry that kills every child we started
  * when the bench exits for any reason.
@@ -101,12 +101,13 @@ export class BenchProcess {
     return proc;
   }
 
-  static async startWorker(name: string, env: Record<string, string>, redis: Redis, timeoutMs = 30_000): Promise<BenchProcess> {
+  /** `nodes`: every Redis server (on a cluster the worker's reads go to the masters of their partitions). */
+  static async startWorker(name: string, env: Record<string, string>, nodes: Redis[], timeoutMs = 30_000): Promise<BenchProcess> {
     const proc = BenchProcess.spawn(name, 'worker', env, null);
     const marker = `:${proc.pid}:`;
     await proc.waitUntil(async () => {
-      const list = String(await redis.call('CLIENT', 'LIST'));
-      return list.split('\n').some((line) => line.includes('name=ai-assistant:worker:') && line.includes(marker));
+      const lists = await Promise.all(nodes.map(async (redis) => String(await redis.call('CLIENT', 'LIST'))));
+      return lists.some((list) => list.split('\n').some((line) => line.includes('name=ai-assistant:worker:') && line.includes(marker)));
     }, timeoutMs);
     return proc;
   }

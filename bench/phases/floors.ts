@@ -16,7 +16,7 @@ import { FloorChild, FloorCounters } from '../lib/floor-child';
 import type { BenchEnv } from '../lib/env';
 import { MODEL } from '../lib/fake';
 import { Monitor } from '../lib/monitor';
-import { redisSnapshot } from '../lib/redis-info';
+import { redisTotal } from '../lib/redis-info';
 import { round, sleep, table } from '../lib/stats';
 import type { PhaseContext } from './context';
 import { LatencyLoad, runLatency } from './latency';
@@ -164,7 +164,7 @@ async function bareLatency(ctx: PhaseContext): Promise<LatencyLoad[]> {
     await api.child.close();
     throw err;
   });
-  const monitor = new Monitor(env.redis, { api: api.child.pid, worker: worker.child.pid });
+  const monitor = new Monitor(env.nodes, { api: api.child.pid, worker: worker.child.pid });
   try {
     const bareEnv = Object.create(env) as BenchEnv;
     bareEnv.apiUrl = `http://127.0.0.1:${api.ready.port}`;
@@ -205,7 +205,7 @@ async function measure(
   child.begin();
   await sleep(warmup * 1000);
   await child.end();
-  const redisBefore = ctx ? await redisSnapshot(ctx.env.redis) : null;
+  const redisBefore = ctx ? await redisTotal(ctx.env.nodes) : null;
   const benchBefore = process.cpuUsage();
   const t0 = performance.now();
   onWindow?.start();
@@ -215,7 +215,7 @@ async function measure(
   onWindow?.stop();
   const bench = process.cpuUsage(benchBefore);
   const elapsed = (performance.now() - t0) / 1000;
-  const redisAfter = ctx ? await redisSnapshot(ctx.env.redis) : null;
+  const redisAfter = ctx ? await redisTotal(ctx.env.nodes) : null;
   await load?.stop();
   const n = units(counters);
   if (!(n > 0)) throw new Error(`floor ${child.name}: nothing was counted (${JSON.stringify(counters)})`);

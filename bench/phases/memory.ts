@@ -8,16 +8,20 @@
 import { SessionPool } from '../lib/clients';
 import { bottleneck, CpuWindow } from '../lib/monitor';
 import { rssBytes } from '../lib/procs';
-import { redisSnapshot } from '../lib/redis-info';
+import { redisTotal } from '../lib/redis-info';
 import { round, sleep } from '../lib/stats';
 import type { PhaseContext } from './context';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { KeyLayout } from '../../src/event-bus/stream-names';
 
-/** The app runs with the default PARTITIONS (64); the bench reads its keys through the same layout. */
+/**
+ * The app runs with the default PARTITIONS (64); the bench reads its keys through the same layout
+ * (on a cluster through a Cluster client, which sends each key to its master; memory is summed over
+ * the masters).
+ */
 const LAYOUT = new KeyLayout(64);
 
-async function totalLength(redis: Redis, streams: string[]): Promise<number> {
+async function totalLength(redis: Redis | Cluster, streams: string[]): Promise<number> {
   const lengths = await Promise.all(streams.map((s) => redis.xlen(s)));
   return lengths.reduce((a, b) => a + Number(b), 0);
 }
@@ -73,7 +77,7 @@ export async function runMemory(ctx: PhaseContext): Promise<MemoryResult> {
   const t0 = performance.now();
   let done = 0;
   const sample = async (label: string) => {
-    const r = await redisSnapshot(env.redis);
+    const r = await redisTotal(env.nodes);
     const s: MemorySample = {
       label,
       messages: done,
