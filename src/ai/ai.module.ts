@@ -8,6 +8,7 @@ import { MessageRunner } from './message-runner';
 import { AI_PROVIDER, AiProvider } from './providers/ai-provider';
 import { MockProvider } from './providers/mock.provider';
 import { OllamaProvider } from './providers/ollama.provider';
+import { OpenAiProvider } from './providers/openai.provider';
 
 /** The AI worker (reader of the partitions' incoming streams) and the model providers behind it. */
 @Module({
@@ -16,10 +17,16 @@ import { OllamaProvider } from './providers/ollama.provider';
     {
       provide: AI_PROVIDER,
       inject: [AppConfig],
-      useFactory: (config: AppConfig): AiProvider =>
-        config.ai.provider === 'mock'
-          ? new MockProvider(config.ai.mockTokenDelayMs)
-          : new OllamaProvider(config.ai.ollamaHost, config.ai.model),
+      useFactory: (config: AppConfig): AiProvider => {
+        switch (config.ai.provider) {
+          case 'mock':
+            return new MockProvider(config.ai.mockTokenDelayMs);
+          case 'openai':
+            return new OpenAiProvider(config.ai.openai);
+          case 'ollama':
+            return new OllamaProvider(config.ai.ollamaHost, config.ai.model);
+        }
+      },
     },
     MessageRunner,
     CancelListener,

@@ -137,7 +137,8 @@ export class MessageRunner {
         case 'error': {
           const failure = result.error;
           if (!failure.transient || retry >= MAX_RETRIES) return this.fail(ref, entry, current, failure.toReason(), result.partial);
-          const waitMs = RETRY_BACKOFF_MS[retry] ?? 2000;
+          // at least what the server asked for (HTTP 429/503 Retry-After), never less than our backoff
+          const waitMs = Math.max(RETRY_BACKOFF_MS[retry] ?? 2000, failure.retryAfterMs ?? 0);
           this.logger.warn(
             about(ref, `attempt ${current.attempt} failed (${failure.code}), retrying: ${failure.message}`, {
               attempt: current.attempt,

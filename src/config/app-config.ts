@@ -23,7 +23,9 @@ export class AppConfig {
     partitions: number;
   };
   readonly ai: {
-    provider: 'ollama' | 'mock';
+    provider: 'ollama' | 'openai' | 'mock';
+    /** AI_PROVIDER=openai: the OpenAI-compatible server. */
+    openai: { baseUrl: string; apiKey: string | null; model: string };
     ollamaHost: string;
     model: string;
     systemPrompt: string;
@@ -93,8 +95,10 @@ export class AppConfig {
     };
     this.ai = {
       provider: env.AI_PROVIDER,
+      openai: { baseUrl: env.OPENAI_BASE_URL.replace(/\/+$/, ''), apiKey: env.OPENAI_API_KEY ?? null, model: env.OPENAI_MODEL },
       ollamaHost: env.OLLAMA_HOST.replace(/\/+$/, ''),
-      model: env.OLLAMA_MODEL,
+      // the model that answers: OLLAMA_MODEL, or OPENAI_MODEL with AI_PROVIDER=openai
+      model: env.AI_PROVIDER === 'openai' ? env.OPENAI_MODEL : env.OLLAMA_MODEL,
       systemPrompt: env.SYSTEM_PROMPT,
       firstTokenTimeoutMs: env.OLLAMA_FIRST_TOKEN_TIMEOUT_MS,
       totalTimeoutMs: env.OLLAMA_TIMEOUT_MS,

@@ -100,8 +100,25 @@ export class Environment {
   @IsNotEmpty()
   OLLAMA_MODEL = 'gpt-oss:20b';
 
-  @IsIn(['ollama', 'mock'])
-  AI_PROVIDER: 'ollama' | 'mock' = 'ollama';
+  @IsIn(['ollama', 'openai', 'mock'])
+  AI_PROVIDER: 'ollama' | 'openai' | 'mock' = 'ollama';
+
+  /** An OpenAI-compatible server's API root (vLLM, llama.cpp's llama-server, LM Studio, OpenAI): AI_PROVIDER=openai. */
+  @IsUrl(
+    { require_tld: false, require_protocol: true, protocols: ['http', 'https'] },
+    { message: 'OPENAI_BASE_URL must be an http(s) URL such as http://localhost:8000/v1' },
+  )
+  OPENAI_BASE_URL = 'http://localhost:8000/v1';
+
+  /** Sent as a bearer token; optional for local servers. Never logged. */
+  @IsOptional()
+  @IsString()
+  OPENAI_API_KEY?: string = undefined;
+
+  /** The model name the server exposes (vLLM: the Hugging Face id it was started with). */
+  @IsString()
+  @IsNotEmpty()
+  OPENAI_MODEL = 'openai/gpt-oss-20b';
 
   @Transform(toBoolean)
   @IsBoolean()
@@ -348,9 +365,9 @@ export class Environment {
 export type EnvironmentInput = Record<string, unknown>;
 
 /** Variables whose values are never printed, not even when they are invalid. */
-const SECRET_VARIABLES = new Set(['SESSION_SECRET', 'SESSION_SECRET_PREVIOUS', 'METRICS_TOKEN']);
+const SECRET_VARIABLES = new Set(['SESSION_SECRET', 'SESSION_SECRET_PREVIOUS', 'METRICS_TOKEN', 'OPENAI_API_KEY']);
 /** Variables holding URLs that may carry a password: printed with the password masked. */
-const URL_VARIABLES = new Set(['REDIS_URL', 'OLLAMA_HOST']);
+const URL_VARIABLES = new Set(['REDIS_URL', 'OLLAMA_HOST', 'OPENAI_BASE_URL']);
 
 /** How an invalid value is shown in a start-up error: secrets never, URL passwords masked. */
 export function printableValue(name: string, value: unknown): string {

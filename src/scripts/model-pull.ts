@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Presets, SingleBar } from 'cli-progress';
 import { Ollama } from 'ollama';
 import { AppConfig } from '../config/app-config';
-import { validateEnvironment } from '../config/environment';
+import { maskUrlPassword, validateEnvironment } from '../config/environment';
 
 /**
  * `npm run model:pull`: pulls OLLAMA_MODEL into the Ollama at OLLAMA_HOST, with a progress bar on a
@@ -11,6 +11,16 @@ import { validateEnvironment } from '../config/environment';
  */
 async function main(): Promise<void> {
   const config = new AppConfig(validateEnvironment(process.env));
+  if (config.ai.provider !== 'ollama') {
+    // An OpenAI-compatible server (vLLM, llama-server, LM Studio) loads the model it was started
+    // with; there is nothing to pull through its API.
+    console.log(
+      config.ai.provider === 'openai'
+        ? `AI_PROVIDER=openai: the server at ${maskUrlPassword(config.ai.openai.baseUrl)} serves its own models; pull or load "${config.ai.model}" there (see the README, "OpenAI-compatible servers"). Nothing to do here.`
+        : `AI_PROVIDER=${config.ai.provider}: no model to pull.`,
+    );
+    return;
+  }
   const { ollamaHost, model } = config.ai;
   const client = new Ollama({ host: ollamaHost });
   const force = process.argv.includes('--force');

@@ -1,48 +1,5 @@
 import { GenerationError } from '../generation-error';
-
-/** The server could not be reached at all: nothing listens there, or the name or route is wrong. */
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-
-/**
- * The connection was made, then reset or closed before (or while) Ollama answered: it was reachable,
- * so this is a cut stream (transient), not "is it running?". Node's http says `socket hang up`
- * (ECONNRESET), undici `other side closed` (UND_ERR_SOCKET) under `fetch failed`, or `terminated`.
- */
-const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
-const RESET_MESSAGE = /socket hang up|other side closed|terminated|ECONNRESET|EPIPE/i;
-
-/**
- * Errors by shape, not `instanceof Error`: fetch's errors may come from another realm (undici's
- * own, a test sandbox), where that check fails.
- */
-function isErrorLike(value: unknown): value is Error {
-  return typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
-}
-
-function causeCode(err: unknown): string | undefined {
-  let current: unknown = err;
-  for (let depth = 0; depth < 4 && isErrorLike(current); depth++) {
-    const code = (current as Error & { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    current = (current as Error & { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
-/** The messages of an error and its causes, outermost first. */
-function causeMessages(err: unknown): string[] {
-  const messages: string[] = [];
-  let current: unknown = err;
-  for (let depth = 0; depth < 4 && isErrorLike(current); depth++) {
-    messages.push(current.message);
-    current = (current as Error & { cause?: unknown }).cause;
-  }
-  return messages;
-}
-
-function isReset(err: unknown, code: string | undefined): boolean {
-  return (code !== undefined && RESET_CODES.has(code)) || causeMessages(err).some((m) => RESET_MESSAGE.test(m));
-}
+import { causeCode, isConnectionRefused, isConnectionReset } from './transport-errors';
 
 /**
  * Turns whatever the `ollama` client threw into a GenerationError with a stable code and a message a
@@ -73,7 +30,7 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
 
   const code = causeCode(err);
   // A reset or a cut body: the server was reachable (whatever else the error chain says).
-  if (!ctx.receivedAny && isReset(err, code)) {
+  if (!ctx.receivedAny && isConnectionReset(err)) {
     return new GenerationError(
       'stream_interrupted',
       // Not the socket's own text: it names the internal address, and this goes to every client.
@@ -82,7 +39,7 @@ export function classifyOllamaError(err: unknown, ctx: { host: string; model: st
       { cause: err },
     );
   }
-  if (!ctx.receivedAny && ((code && CONNECTION_CODES.has(code)) || /fetch failed/i.test(message))) {
+  if (!ctx.receivedAny && isConnectionRefused(err)) {
     return new GenerationError(
       'ollama_unreachable',
       // Sent to every client of the session: the internal address stays in the operator's config.
