@@ -36,4 +36,19 @@ describe('model:pull', () => {
     const env = { PATH: process.env.PATH ?? '', OLLAMA_HOST: 'http://127.0.0.1:9' };
     await expect(run(process.execPath, [SCRIPT], { env })).rejects.toMatchObject({ stderr: expect.stringContaining('model pull failed') });
   });
+
+  it("with AI_PROVIDER=openai says that loading the model is the server's business, and pulls nothing", async () => {
+    const env = {
+      PATH: process.env.PATH ?? '',
+      AI_PROVIDER: 'openai',
+      OLLAMA_HOST: ollama.url,
+      OLLAMA_MODEL: 'never-pulled:1b',
+      OPENAI_BASE_URL: 'http://user:secret@127.0.0.1:9/v1',
+      OPENAI_MODEL: 'openai/gpt-oss-20b',
+    };
+    const { stdout } = await run(process.execPath, [SCRIPT], { env });
+    expect(stdout).toContain('serves its own models; pull or load "openai/gpt-oss-20b" there');
+    expect(stdout).not.toContain('secret');
+    expect([...ollama.models]).not.toContain('never-pulled:1b');
+  });
 });
