@@ -6,11 +6,10 @@ import { expect } from '@jest/globals';
  * (503 or 429) with Retry-After and leaves nothing behind (no history entry, no chat.user_message,
  * its clientMessageId free).
  */
-import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { KeyLayout } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const LIMIT = 20;
 const SENDS = 400;
@@ -18,14 +17,14 @@ const layout = new KeyLayout(1);
 const partition = layout.partitions[0];
 
 describe('MAX_BACKLOG under concurrent sends', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let app: AppProcess;
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     app = await AppProcess.start({
       env: {
-        REDIS_URL: testRedisUrl(),
+        ...testRedisEnv(),
         AI_PROVIDER: 'mock',
         WORKER_ENABLED: 'false',
         MAX_BACKLOG: String(LIMIT),

@@ -7,11 +7,10 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
 import { chromium, Browser, BrowserContext, Page } from 'playwright-core';
 import { AppProcess } from './support/app-process';
 import { DEFAULT_MODEL, FakeOllama, tokenize } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
@@ -39,7 +38,7 @@ interface TurnView {
 }
 
 describe('web page in Chromium', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let fake: FakeOllama;
   let app: AppProcess;
   let browser: Browser;
@@ -52,11 +51,11 @@ describe('web page in Chromium', () => {
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(NO_CHROMIUM_MESSAGE);
     mkdirSync(ARTIFACTS, { recursive: true });
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     fake = new FakeOllama();
     await fake.start();
     app = await AppProcess.start({
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: fake.url, MAX_MESSAGE_CHARS: String(MAX_MESSAGE_CHARS) },
+      env: { ...testRedisEnv(), OLLAMA_HOST: fake.url, MAX_MESSAGE_CHARS: String(MAX_MESSAGE_CHARS) },
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,

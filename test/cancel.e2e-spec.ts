@@ -1,28 +1,27 @@
 import { expect } from '@jest/globals';
 /** Cancel over HTTP and Socket.IO, and clearing a conversation with work in flight. */
-import type { Redis } from 'ioredis';
 import { decodeOutgoing } from '../src/event-bus/envelopes';
 import { KeyLayout } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, pendingCount, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const LAYOUT = new KeyLayout(64);
 
 describe('cancel', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let app: AppProcess;
   const clients: ChatClient[] = [];
   const tokens = Array.from({ length: 100 }, (_, i) => ` t${i}`);
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama();
     await ollama.start();
-    app = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, DELTA_COALESCE_MS: '0' } });
+    app = await AppProcess.start({ env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, DELTA_COALESCE_MS: '0' } });
   });
 
   afterEach(async () => {

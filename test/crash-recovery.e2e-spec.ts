@@ -4,15 +4,14 @@ import { expect } from '@jest/globals';
  * worker taking over the pending entry of the consumer group once the dead worker's heartbeat in
  * chat:workers is older than WORKER_LIVENESS_MS.
  */
-import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, keyLayout, pendingCount, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, keyLayout, pendingCount, type TestRedis, testRedisEnv } from './support/test-redis';
 
 describe('crash recovery', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let api: AppProcess;
   const workers: AppProcess[] = [];
@@ -21,7 +20,7 @@ describe('crash recovery', () => {
   const startWorker = async (env: Record<string, string> = {}) => {
     const worker = await AppProcess.start({
       entry: 'worker',
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_LIVENESS_MS: '1000', ...env },
+      env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, WORKER_LIVENESS_MS: '1000', ...env },
     });
     workers.push(worker);
     return worker;
@@ -34,10 +33,10 @@ describe('crash recovery', () => {
   };
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
     await ollama.start();
-    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false' } });
+    api = await AppProcess.start({ env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false' } });
   });
 
   afterEach(async () => {

@@ -5,7 +5,6 @@
  * message it interrupts mid-stream still ends with exactly one chat.cancelled. AUTH_MODE=none, so
  * resuming after the delete reaches the data (token revocation is tested on its own).
  */
-import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { encodeEnvelope } from '../src/event-bus/envelopes';
 import { KeyLayout } from '../src/event-bus/stream-names';
@@ -13,7 +12,7 @@ import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { SseClient } from './support/sse-client';
-import { freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, pendingCount, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const TEXT_EVENTS = ['chat.user_message', 'chat.thinking', 'chat.delta', 'chat.completed', 'chat.failed'];
 const FINAL = /^chat\.(completed|failed|cancelled)$/;
@@ -22,14 +21,14 @@ const settle = (ms = 400) => new Promise((r) => setTimeout(r, ms));
 const LAYOUT = new KeyLayout(64);
 
 describe('deleting a conversation', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let app: AppProcess;
   const closers: (() => unknown)[] = [];
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     app = await AppProcess.start({
-      env: { REDIS_URL: testRedisUrl(), AI_PROVIDER: 'mock', MOCK_TOKEN_DELAY_MS: '15', DELTA_COALESCE_MS: '0', AUTH_MODE: 'none' },
+      env: { ...testRedisEnv(), AI_PROVIDER: 'mock', MOCK_TOKEN_DELAY_MS: '15', DELTA_COALESCE_MS: '0', AUTH_MODE: 'none' },
     });
   });
 

@@ -6,7 +6,6 @@ import { expect } from '@jest/globals';
  * start-up errors, fixed error texts, internal addresses kept out of public answers.
  * Real parts: the app as child processes, real HTTP, real socket.io-client, a real redis-server.
  */
-import type { Redis } from 'ioredis';
 import { Manager, Socket } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
@@ -15,7 +14,7 @@ import { eventually } from './support/eventually';
 import { call, expectAckError, expectError, LEAK } from './support/http-call';
 import { chatSocket, handshake } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
-import { acceptedCount, commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
+import { acceptedCount, commandsAdded, freshTestRedis, keyLayout, type TestRedis, testRedisEnv } from './support/test-redis';
 import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs = 5000): Promise<unknown> {
@@ -30,7 +29,7 @@ function emitWithAck(socket: Socket, event: string, payload: unknown, timeoutMs 
 
 async function startFails(env: Record<string, string>): Promise<string> {
   try {
-    const app = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), AI_PROVIDER: 'mock', ...env }, startTimeoutMs: 15_000 });
+    const app = await AppProcess.start({ env: { ...testRedisEnv(), AI_PROVIDER: 'mock', ...env }, startTimeoutMs: 15_000 });
     await app.stop();
     return 'started';
   } catch (err) {
@@ -39,13 +38,13 @@ async function startFails(env: Record<string, string>): Promise<string> {
 }
 
 describe('hostile input (issue 15 probe)', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   const apps: AppProcess[] = [];
   const sockets: Socket[] = [];
 
   const startApp = async (env: Record<string, string>): Promise<AppProcess> => {
     const app = await AppProcess.start({
-      env: { REDIS_URL: testRedisUrl(), AI_PROVIDER: 'mock', WORKER_ENABLED: 'false', ...env },
+      env: { ...testRedisEnv(), AI_PROVIDER: 'mock', WORKER_ENABLED: 'false', ...env },
     });
     apps.push(app);
     return app;
@@ -56,7 +55,7 @@ describe('hostile input (issue 15 probe)', () => {
   };
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
   });
 
   afterEach(() => {

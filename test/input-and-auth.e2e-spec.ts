@@ -11,14 +11,22 @@ import { expect } from '@jest/globals';
  * (docs/design.md, "Partitions and keys"). Apps run without a worker where queue lengths are
  * asserted, so nothing drains behind our back.
  */
-import type { Redis } from 'ioredis';
 import { KeyLayout } from '../src/event-bus/stream-names';
 import { AppProcess } from './support/app-process';
 import { ChatClient, Session } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { call, expectAckError, expectError, Reply } from './support/http-call';
 import { handshakeOutcome } from './support/socket-handshake';
-import { acceptedCount, commandsAdded, freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
+import {
+  acceptedCount,
+  allKeys,
+  commandsAdded,
+  flush,
+  freshTestRedis,
+  keyLayout,
+  type TestRedis,
+  testRedisEnv,
+} from './support/test-redis';
 import { awayFromMinuteBoundary } from './support/timing';
 
 /** Small, so oversized payloads stay small. */
@@ -44,15 +52,12 @@ const HOSTILE_IDS: [string, string][] = [
 // ---------------------------------------------------------------------------------------------
 // Redis helpers
 
-/** The length of every non-empty stream of one kind, one per partition, by key. */
-async function streamLengths(redis: Redis, kind: 'incoming' | 'outgoing'): Promise<Record<string, number>> {
+/** The length of every non-empty stream of one kind, one per partition, by key (one XLEN each: the streams span a cluster's nodes). */
+async function streamLengths(redis: TestRedis, kind: 'incoming' | 'outgoing'): Promise<Record<string, number>> {
   const streams = keyLayout().partitions.map((p) => p[kind]);
-  const pipeline = redis.pipeline();
-  for (const stream of streams) pipeline.xlen(stream);
   const lengths: Record<string, number> = {};
-  ((await pipeline.exec()) ?? []).forEach(([error, length], i) => {
-    if (error) throw error;
-    if (Number(length) > 0) lengths[streams[i]] = Number(length);
+  (await Promise.all(streams.map((stream) => redis.xlen(stream)))).forEach((length, i) => {
+    if (length > 0) lengths[streams[i]] = length;
   });
   return lengths;
 }
@@ -77,13 +82,13 @@ function bodyOfBytes(sessionId: string, bytes: number): string {
 // ---------------------------------------------------------------------------------------------
 
 describe('input validation, auth, limits and security headers', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   const apps: AppProcess[] = [];
   const clients: ChatClient[] = [];
 
   const startApp = async (env: Record<string, string>): Promise<AppProcess> => {
-    const app = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, ...env } });
+    const app = await AppProcess.start({ env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, ...env } });
     apps.push(app);
     return app;
   };
@@ -106,7 +111,7 @@ describe('input validation, auth, limits and security headers', () => {
     call(baseUrl, 'POST', '/chat/send', { token: s.token, json: { sessionId: s.sessionId, content, ...extra } });
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
     await ollama.start();
   });
@@ -143,12 +148,12 @@ describe('input validation, auth, limits and security headers', () => {
       incoming: await streamLengths(redis, 'incoming'),
       outgoing: await streamLengths(redis, 'outgoing'),
       accepted: await acceptedCount(redis),
-      keys: (await redis.keys('*')).sort(),
+      keys: (await allKeys(redis)).sort(),
       history: await historyOf(a.url, main),
     });
 
     beforeAll(async () => {
-      await redis.flushdb();
+      await flush(redis);
       [a, b] = await Promise.all([startApp(env), startApp(env)]);
       main = await ChatClient.createSession(a.url);
       other = await ChatClient.createSession(a.url);
@@ -657,7 +662,7 @@ describe('input validation, auth, limits and security headers', () => {
     let e: AppProcess;
 
     beforeAll(async () => {
-      await redis.flushdb();
+      await flush(redis);
       const env = { WORKER_ENABLED: 'false' };
       [c, d, e] = await Promise.all([
         startApp({ ...env, SESSION_SECRET: SECRET }),
@@ -716,7 +721,7 @@ describe('input validation, auth, limits and security headers', () => {
     let f: AppProcess;
 
     beforeAll(async () => {
-      await redis.flushdb();
+      await flush(redis);
       ollama.reset();
       f = await startApp({ AUTH_MODE: 'none', DELTA_COALESCE_MS: '0' });
     }, 30_000);
@@ -769,7 +774,7 @@ describe('input validation, auth, limits and security headers', () => {
     let url: string;
 
     beforeAll(async () => {
-      await redis.flushdb();
+      await flush(redis);
       g = await startApp({ WORKER_ENABLED: 'false', RATE_LIMIT_SESSION_PER_MINUTE: '3', RATE_LIMIT_IP_PER_MINUTE: '5' });
       url = g.url.replace('localhost', '127.0.0.1');
     }, 30_000);
@@ -865,7 +870,7 @@ describe('input validation, auth, limits and security headers', () => {
     let h: AppProcess;
 
     beforeAll(async () => {
-      await redis.flushdb();
+      await flush(redis);
       h = await startApp({ WORKER_ENABLED: 'false', MAX_BACKLOG: '2', PARTITIONS: '1' });
     }, 30_000);
 

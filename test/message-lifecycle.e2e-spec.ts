@@ -5,11 +5,10 @@ import { expect } from '@jest/globals';
  * message that waits says so (`chat.status`: queued behind its session, waiting for the model), and
  * every message's events arrive in state order: chat.user_message, chat.started, deltas, one final.
  */
-import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient, ReceivedEvent } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
 
 /** One slow generation: TOKENS tokens TOKEN_MS apart (the first one too). */
 const SLOW_TOKENS = 15;
@@ -52,19 +51,19 @@ const lastUserText = (messages: { role: string; content: string }[]) =>
   [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
 
 describe('message lifecycle', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let app: AppProcess;
   const clients: ChatClient[] = [];
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama();
     await ollama.start();
     // ONE worker (the API's in-process one) with two generation slots.
     app = await AppProcess.start({
       env: {
-        REDIS_URL: testRedisUrl(),
+        ...testRedisEnv(),
         OLLAMA_HOST: ollama.url,
         WORKER_CONCURRENCY: '2',
         // a hanging model must be seen waiting long before it is given up on

@@ -1,12 +1,11 @@
 import { expect } from '@jest/globals';
 /** The operator's view: Prometheus metrics, structured JSON logs without secrets, health forms. */
-import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
 import { freePort } from './support/redis-server';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
 
 function metricValue(text: string, name: string, labels = ''): number | null {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
@@ -14,23 +13,23 @@ function metricValue(text: string, name: string, labels = ''): number | null {
 }
 
 describe('operations', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let api: AppProcess;
   let worker: AppProcess;
   let workerMetrics: string;
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 5 });
     await ollama.start();
     // The API (PORT=0) takes its port first: a free port picked before it could be handed to it too.
-    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url } });
+    api = await AppProcess.start({ env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url } });
     const port = await freePort();
     workerMetrics = `http://127.0.0.1:${port}/metrics`;
     worker = await AppProcess.start({
       entry: 'worker',
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_METRICS_PORT: String(port) },
+      env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, WORKER_METRICS_PORT: String(port) },
     });
   });
 

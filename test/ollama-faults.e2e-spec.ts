@@ -15,12 +15,11 @@ import { expect } from '@jest/globals';
  */
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, keyLayout, pendingCount, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, keyLayout, pendingCount, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const SYSTEM_PROMPT = 'You are a fault-injection test assistant.';
 const MODEL = 'gpt-oss:20b';
@@ -32,7 +31,7 @@ const RUNNER_CRASHED = 'llama runner process has terminated: exit status 2';
 // ---------------------------------------------------------------------------------------------
 
 interface Harness {
-  redis: Redis;
+  redis: TestRedis;
   ollama: FakeOllama;
   app: AppProcess;
   open(): Promise<ChatClient>;
@@ -53,12 +52,12 @@ function useApp(env: Record<string, string>): Harness {
   } as Harness;
 
   beforeAll(async () => {
-    h.redis = await freshRedis();
+    h.redis = await freshTestRedis();
     h.ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
     await h.ollama.start();
     h.app = await AppProcess.start({
       env: {
-        REDIS_URL: testRedisUrl(),
+        ...testRedisEnv(),
         OLLAMA_HOST: h.ollama.url,
         OLLAMA_MODEL: MODEL,
         SYSTEM_PROMPT,
@@ -129,13 +128,9 @@ interface DeadLetter {
 }
 
 /** The dead letters naming `messageId`, in every partition's `chat:dead:{T}`. */
-async function deadLettersOf(redis: Redis, messageId: string): Promise<DeadLetter[]> {
-  const pipeline = redis.pipeline();
-  for (const partition of keyLayout().partitions) pipeline.xrange(partition.dead, '-', '+');
-  const entries = ((await pipeline.exec()) ?? []).flatMap(([error, reply]) => {
-    if (error) throw error;
-    return reply as [string, string[]][];
-  });
+async function deadLettersOf(redis: TestRedis, messageId: string): Promise<DeadLetter[]> {
+  // one XRANGE each: the streams span a cluster's nodes
+  const entries = (await Promise.all(keyLayout().partitions.map((partition) => redis.xrange(partition.dead, '-', '+')))).flat();
   return entries
     .map(([, fields]) => {
       const map = new Map<string, string>();
@@ -146,7 +141,7 @@ async function deadLettersOf(redis: Redis, messageId: string): Promise<DeadLette
 }
 
 /** The command was acknowledged: nothing left pending for another worker. */
-async function expectNothingPending(redis: Redis): Promise<void> {
+async function expectNothingPending(redis: TestRedis): Promise<void> {
   await eventually(
     () => pendingCount(redis),
     (count) => count === 0,
@@ -157,7 +152,7 @@ async function expectNothingPending(redis: Redis): Promise<void> {
  * The failure went to a dead-letter stream once, naming the message, its session, the failure and
  * the command's entry in its session's partition's chat:incoming.
  */
-async function expectDeadLetter(redis: Redis, client: ChatClient, messageId: string, error: { code: string; message: string }) {
+async function expectDeadLetter(redis: TestRedis, client: ChatClient, messageId: string, error: { code: string; message: string }) {
   const letters = await deadLettersOf(redis, messageId);
   expect(letters).toEqual([
     {
@@ -551,18 +546,18 @@ class LateHeadersOllama {
 }
 
 describe('Ollama faults: no first token because Ollama holds back its response headers (model loading, server busy)', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: LateHeadersOllama;
   let app: AppProcess;
   const clients: ChatClient[] = [];
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new LateHeadersOllama(2000);
     await ollama.start();
     app = await AppProcess.start({
       env: {
-        REDIS_URL: testRedisUrl(),
+        ...testRedisEnv(),
         OLLAMA_HOST: ollama.url,
         OLLAMA_MODEL: MODEL,
         SYSTEM_PROMPT,

@@ -3,24 +3,23 @@
  * of one session are answered one at a time, in acceptance order, each with the earlier answers in
  * its context; different sessions still run in parallel.
  */
-import type { Redis } from 'ioredis';
 import { AppProcess } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
 
 describe('ordering within a session', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let api: AppProcess;
   const workers: AppProcess[] = [];
   const clients: ChatClient[] = [];
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama();
     await ollama.start();
-    const env = { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, SYSTEM_PROMPT: 'Be brief.' };
+    const env = { ...testRedisEnv(), OLLAMA_HOST: ollama.url, SYSTEM_PROMPT: 'Be brief.' };
     api = await AppProcess.start({ env: { ...env, WORKER_ENABLED: 'false' } });
     for (let i = 0; i < 2; i++) workers.push(await AppProcess.start({ entry: 'worker', env: { ...env, WORKER_CONCURRENCY: '4' } }));
   });

@@ -3,14 +3,13 @@ import { expect } from '@jest/globals';
  * The product's spine, end to end with real parts: a real redis-server, the built app as a child
  * process, the real `ollama` client talking to the fake Ollama server, real socket.io-client sockets.
  */
-import type { Redis } from 'ioredis';
 import { KeyLayout } from '../src/event-bus/stream-names';
 import { compareStreamIds } from '../src/event-bus/stream-reply';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { eventually } from './support/eventually';
-import { commandsAdded, freshRedis, pendingCount, testRedisUrl } from './support/test-redis';
+import { commandsAdded, freshTestRedis, pendingCount, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const SYSTEM_PROMPT = 'You are a test assistant.';
 
@@ -19,7 +18,7 @@ function types(events: ReceivedEvent[]): string[] {
 }
 
 describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoing → Socket.IO', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let app: AppProcess;
   const clients: ChatClient[] = [];
@@ -31,12 +30,12 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
   };
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
     await ollama.start();
     app = await AppProcess.start({
       env: {
-        REDIS_URL: testRedisUrl(),
+        ...testRedisEnv(),
         OLLAMA_HOST: ollama.url,
         SYSTEM_PROMPT,
         DELTA_COALESCE_MS: '20',

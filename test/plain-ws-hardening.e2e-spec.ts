@@ -6,11 +6,10 @@
  * closed with the RFC 6455 code naming the fault, and the process keeps serving everyone else.
  */
 import { connect, Socket } from 'node:net';
-import type { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
 import { eventually } from './support/eventually';
-import { freshRedis, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const BURST = 5;
 const ENV = {
@@ -35,12 +34,12 @@ interface Opened {
 }
 
 describe('plain WebSocket hardening', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let app: AppProcess;
   const sockets: WebSocket[] = [];
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
   });
 
   afterAll(async () => {
@@ -49,7 +48,7 @@ describe('plain WebSocket hardening', () => {
 
   /** A fresh API per test: connection counts and crashes never leak from one case into the next. */
   beforeEach(async () => {
-    app = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), ...ENV } });
+    app = await AppProcess.start({ env: { ...testRedisEnv(), ...ENV } });
   });
 
   afterEach(async () => {

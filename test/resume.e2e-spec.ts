@@ -4,28 +4,27 @@ import { expect } from '@jest/globals';
  * WebSocket (`?lastEventId=`) replay the session log after the client's last id, then go live: the
  * events received before and after the reconnect are exactly the session's log, no gap, no duplicate.
  */
-import type { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { AppProcess } from './support/app-process';
 import { ChatClient, deltasOfLastAttempt, ReceivedEvent } from './support/chat-client';
 import { FakeOllama } from './support/fake-ollama';
 import { SseClient } from './support/sse-client';
-import { freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
+import { freshTestRedis, keyLayout, type TestRedis, testRedisEnv } from './support/test-redis';
 
 const TOKENS = Array.from({ length: 60 }, (_, i) => ` tok${i}`);
 
 describe('resume', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let app: AppProcess;
   const closers: (() => unknown)[] = [];
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama();
     await ollama.start();
     app = await AppProcess.start({
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, DELTA_COALESCE_MS: '0', SESSION_EVENTS_MAX_LEN: '100' },
+      env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, DELTA_COALESCE_MS: '0', SESSION_EVENTS_MAX_LEN: '100' },
     });
   });
 

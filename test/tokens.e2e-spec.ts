@@ -6,7 +6,6 @@ import { expect } from '@jest/globals';
  * WebSocket clients, a real redis-server. Tokens are crafted with node:crypto from the secrets the
  * apps are started with, exactly as the format (src/auth/token-format.ts) defines them.
  */
-import type { Redis } from 'ioredis';
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chromium, Browser, Page } from 'playwright-core';
@@ -17,7 +16,7 @@ import { FakeOllama } from './support/fake-ollama';
 import { call } from './support/http-call';
 import { chatSocket, handshake, handshakeOutcome } from './support/socket-handshake';
 import { SseClient } from './support/sse-client';
-import { freshRedis, keyLayout, testRedisUrl } from './support/test-redis';
+import { allKeys, freshTestRedis, keyLayout, type TestRedis, testRedisEnv } from './support/test-redis';
 import { awayFromMinuteBoundary, sleep } from './support/timing';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -87,14 +86,14 @@ const ALL_ACCEPTED = [200, 202, 200, 200, 'connected', 101];
 const ALL_REFUSED = [401, 401, 401, 401, 'unauthorized', 401];
 
 describe('session tokens', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   const apps: AppProcess[] = [];
 
   const startApp = async (env: Record<string, string>): Promise<AppProcess> => {
     const app = await AppProcess.start({
       env: {
-        REDIS_URL: testRedisUrl(),
+        ...testRedisEnv(),
         OLLAMA_HOST: ollama.url,
         WORKER_ENABLED: 'false',
         RATE_LIMIT_SESSION_PER_MINUTE: '0',
@@ -107,7 +106,7 @@ describe('session tokens', () => {
   };
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama();
     await ollama.start();
   });
@@ -351,7 +350,7 @@ describe('session tokens', () => {
       // reissuing a token creates no session and is not counted
       for (const s of created) expect((await call(app.url, 'POST', `/sessions/${s.sessionId}/token`, bearer(s.token))).status).toBe(201);
       // the window's key names a hash of the address, never the address itself
-      const keys = await redis.keys('chat:rate:new-sessions:*');
+      const keys = await allKeys(redis, 'chat:rate:new-sessions:*');
       expect(keys).toHaveLength(1);
       expect(keys[0]).not.toMatch(/127\.0\.0\.1|::1|::ffff/);
     });

@@ -5,7 +5,6 @@ import { expect } from '@jest/globals';
  * fencing of the stale attempt, cancel of a dead worker's message, dead consumers leaving the
  * groups. The invariants are in docs/design.md; the bounds are issue 17's.
  */
-import type { Redis } from 'ioredis';
 import { AppProcess, exitedGracefully } from './support/app-process';
 import { ChatClient, ReceivedEvent, deltasOfLastAttempt } from './support/chat-client';
 import { eventually } from './support/eventually';
@@ -13,13 +12,14 @@ import { FakeOllama } from './support/fake-ollama';
 import { sleep } from './support/timing';
 import { within } from './support/within';
 import {
-  freshRedis,
+  freshTestRedis,
   groupConsumerCount,
   groupConsumers,
   keyLayout,
   pendingCount,
   pendingEntries,
-  testRedisUrl,
+  type TestRedis,
+  testRedisEnv,
   workerHeartbeats,
 } from './support/test-redis';
 
@@ -32,14 +32,14 @@ const started = (messageId: string, attempt: number) => (e: ReceivedEvent) =>
   e.type === 'chat.started' && e.payload.messageId === messageId && e.payload.attempt === attempt;
 
 describe('worker faults', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let api: AppProcess;
   const workers: AppProcess[] = [];
   const clients: ChatClient[] = [];
 
   const startWorker = async (env: Record<string, string> = {}) => {
-    const worker = await AppProcess.start({ entry: 'worker', env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, ...env } });
+    const worker = await AppProcess.start({ entry: 'worker', env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, ...env } });
     workers.push(worker);
     return worker;
   };
@@ -79,11 +79,11 @@ describe('worker faults', () => {
   };
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
     await ollama.start();
     // WORKER_LIVENESS_MS unset on the API: the default (2000), which its cancel uses to judge an owner dead.
-    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false' } });
+    api = await AppProcess.start({ env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false' } });
   });
 
   afterEach(async () => {

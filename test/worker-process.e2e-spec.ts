@@ -3,16 +3,15 @@ import { expect } from '@jest/globals';
  * The API and the AI worker as separate processes (`npm start` with WORKER_ENABLED=false and
  * `npm run start:worker`), including start order, graceful shutdown and an unreachable Ollama.
  */
-import type { Redis } from 'ioredis';
 import { AppProcess, exitedGracefully } from './support/app-process';
 import { ChatClient } from './support/chat-client';
 import { eventually } from './support/eventually';
 import { FakeOllama } from './support/fake-ollama';
 import { freePort } from './support/redis-server';
-import { freshRedis, pendingCount, pendingEntries, testRedisUrl, workerHeartbeats } from './support/test-redis';
+import { freshTestRedis, pendingCount, pendingEntries, type TestRedis, testRedisEnv, workerHeartbeats } from './support/test-redis';
 
 describe('standalone worker processes', () => {
-  let redis: Redis;
+  let redis: TestRedis;
   let ollama: FakeOllama;
   let api: AppProcess;
   const workers: AppProcess[] = [];
@@ -21,17 +20,17 @@ describe('standalone worker processes', () => {
   const startWorker = async (env: Record<string, string> = {}) => {
     const worker = await AppProcess.start({
       entry: 'worker',
-      env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, ...env },
+      env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, ...env },
     });
     workers.push(worker);
     return worker;
   };
 
   beforeAll(async () => {
-    redis = await freshRedis();
+    redis = await freshTestRedis();
     ollama = new FakeOllama({ defaultTokenDelayMs: 2 });
     await ollama.start();
-    api = await AppProcess.start({ env: { REDIS_URL: testRedisUrl(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false' } });
+    api = await AppProcess.start({ env: { ...testRedisEnv(), OLLAMA_HOST: ollama.url, WORKER_ENABLED: 'false' } });
   });
 
   afterEach(async () => {
@@ -133,7 +132,7 @@ describe('standalone worker processes', () => {
   });
 
   it('fails start-up with a message naming a bad variable', async () => {
-    await expect(AppProcess.start({ entry: 'worker', env: { REDIS_URL: testRedisUrl(), WORKER_CONCURRENCY: 'lots' } })).rejects.toThrow(
+    await expect(AppProcess.start({ entry: 'worker', env: { ...testRedisEnv(), WORKER_CONCURRENCY: 'lots' } })).rejects.toThrow(
       /WORKER_CONCURRENCY="lots"/,
     );
   });

@@ -11,7 +11,8 @@ export interface ErrorBody {
 /**
  * Errors of ioredis that mean "Redis is not reachable right now": a lost connection or a timeout,
  * and on a Redis Cluster a failover in progress (CLUSTERDOWN, TRYAGAIN, redirections that did not
- * settle, slots that could not be refreshed). MOVED and ASK are followed by the client itself.
+ * settle, slots that could not be refreshed). MOVED and ASK are followed by the client; one that
+ * reaches us anyway is a slot map still settling after a failover.
  */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -20,7 +21,7 @@ export function isRedisUnavailable(err: unknown): boolean {
 }
 
 const REDIS_UNAVAILABLE =
-  /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries|^CLUSTERDOWN|^TRYAGAIN|Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes is available|^LOADING|^MASTERDOWN|^READONLY/i;
+  /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries|^CLUSTERDOWN|^TRYAGAIN|^MOVED|^ASK |Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes is available|^LOADING|^MASTERDOWN|^READONLY/i;
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',

@@ -172,12 +172,16 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
    * (503) instead of waiting for the promotion.
    */
   private openCluster(nodes: { host: string; port: number }[], common: RedisOptions, clusterExtra: Partial<ClusterOptions>): Cluster {
-    const { retryStrategy, enableOfflineQueue, enableAutoPipelining, ...nodeOptions } = common;
+    const { retryStrategy, enableOfflineQueue, ...nodeOptions } = common;
+    delete nodeOptions.enableAutoPipelining;
     return new Cluster(nodes, {
       redisOptions: { ...nodeOptions, ...credentialsOf(this.config.redis.url) },
       clusterRetryStrategy: (attempt) => (retryStrategy ? retryStrategy(attempt) : null),
       enableOfflineQueue: enableOfflineQueue ?? true,
-      enableAutoPipelining: enableAutoPipelining ?? false,
+      // Not on a cluster: ioredis follows a MOVED inside an auto-pipelined batch only when every
+      // command of the batch got the same reply, and a batch to one node spans several slots, so
+      // right after a failover callers got the MOVED itself (a 500) instead of the answer.
+      enableAutoPipelining: false,
       scaleReads: 'master',
       maxRedirections: 8,
       // A command in flight when its node's connection closed may have run there: it fails

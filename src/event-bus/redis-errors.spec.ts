@@ -5,6 +5,7 @@ import { credentialsOf } from './redis-connections';
 describe('Redis errors on a single Redis and on a cluster', () => {
   it.each([
     'CLUSTERDOWN The cluster is down',
+    'MOVED 16347 127.0.0.1:44703',
     'TRYAGAIN Multiple keys request during rehashing of slot',
     'Too many Cluster redirections. Last error: Error: Connection is closed.',
     'Failed to refresh slots cache.',

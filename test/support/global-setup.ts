@@ -9,9 +9,10 @@ declare global {
 
 /**
  * Finds Redis for the whole run: REDIS_URL when given, else a redis-server of our own on a free
- * port. Tests read TEST_REDIS_URL (a base URL; each jest worker uses its own database index). Runs
- * once per project (unit, e2e): the second run finds the first one's Redis. The e2e project also
- * needs the built app.
+ * port. Tests read TEST_REDIS_URL (a base URL; each jest worker uses its own database index). Jest
+ * runs a global setup module once per run, with the config of the first project naming it (unit
+ * and e2e share this one; e2e-cluster has global-setup-cluster.ts). The e2e project also needs the
+ * built app.
  */
 export default async function globalSetup(_global: unknown, project: { displayName?: string | { name: string } }): Promise<void> {
   const name = typeof project.displayName === 'string' ? project.displayName : project.displayName?.name;

@@ -29,18 +29,33 @@ export function freePort(): Promise<number> {
  * A real redis-server owned by a test: started on a free port in a temporary directory, and
  * stoppable/killable/restartable on the same port (with or without its append-only file).
  */
+export interface RedisServerOptions {
+  /** Append-only file on (fsync always), so a restart finds the data. */
+  persistent?: boolean;
+  /** Its working directory (a new temporary one unless given); dispose removes it. */
+  dir?: string;
+  /** More redis-server arguments, e.g. a cluster node's. */
+  args?: string[];
+}
+
 export class RedisServer {
   private process: ChildProcess | null = null;
-  private readonly dir = mkdtempSync(join(tmpdir(), 'ai-assistant-redis-'));
+  private readonly dir: string;
+  private readonly persistent: boolean;
+  private readonly args: string[];
 
   private constructor(
     readonly port: number,
-    private readonly persistent: boolean,
-  ) {}
+    opts: RedisServerOptions,
+  ) {
+    this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'ai-assistant-redis-'));
+    this.persistent = opts.persistent ?? false;
+    this.args = opts.args ?? [];
+  }
 
-  static async start(opts: { persistent?: boolean } = {}): Promise<RedisServer> {
+  static async start(opts: RedisServerOptions = {}, port?: number): Promise<RedisServer> {
     if (!hasRedisServerBinary()) throw new Error(NO_REDIS_MESSAGE);
-    const server = new RedisServer(await freePort(), opts.persistent ?? false);
+    const server = new RedisServer(port ?? (await freePort()), opts);
     await server.startProcess();
     return server;
   }
@@ -69,6 +84,7 @@ export class RedisServer {
       'always',
       '--daemonize',
       'no',
+      ...this.args,
     ];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.process = child;
