@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { AppConfig } from '../config/app-config';
-import { RedisClient } from './redis-client';
+import { isCluster, RedisClient } from './redis-client';
 import { defineScripts } from './scripts';
 
 /**
@@ -53,6 +53,12 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
     // A cluster node answers a single-node client until the first key of another node: MOVED on
     // most requests. Refused at start, with what to set instead.
     if (!this.isCluster && (await this.clusterEnabled())) throw new Error(CLUSTER_NODE_MESSAGE);
+    // A cluster client opens each node's connection at its first command, and without an offline
+    // queue (fail fast) it refuses every other command for that node until the connection is up:
+    // hundreds of requests in the first second failed with "Connection is closed." Opened now.
+    // (A node added later, a promoted replica, is opened as soon as the client learns of it: '+node'.)
+    const commands = this.commands;
+    if (isCluster(commands)) await Promise.all(commands.nodes('master').map((node) => node.ping().catch(() => undefined)));
   }
 
   /** Whether the service runs on a Redis Cluster (REDIS_CLUSTER_NODES). */
@@ -174,7 +180,7 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
   private openCluster(nodes: { host: string; port: number }[], common: RedisOptions, clusterExtra: Partial<ClusterOptions>): Cluster {
     const { retryStrategy, enableOfflineQueue, ...nodeOptions } = common;
     delete nodeOptions.enableAutoPipelining;
-    return new Cluster(nodes, {
+    const cluster = new Cluster(nodes, {
       redisOptions: { ...nodeOptions, ...credentialsOf(this.config.redis.url) },
       clusterRetryStrategy: (attempt) => (retryStrategy ? retryStrategy(attempt) : null),
       enableOfflineQueue: enableOfflineQueue ?? true,
@@ -194,6 +200,8 @@ export class RedisConnections implements OnModuleInit, OnApplicationShutdown {
       slotsRefreshTimeout: 1000,
       ...clusterExtra,
     });
+    if (enableOfflineQueue === false) cluster.on('+node', (node: Redis) => void node.ping().catch(() => undefined));
+    return cluster;
   }
 }
 
