@@ -14,25 +14,18 @@
  * paths 404, both as plain text, like Ollama's gin router.
  */
 import { createHash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import http, { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServerResponse } from 'node:http';
+import { countWords, cutConnection, joinChunks, pause, planStream, readBody, ScriptedFakeServer } from './scripted-fake-server';
+import type { Exchange, RecordedRequest, ScriptSource, StreamPlan, StreamScript, TextChunk } from './scripted-fake-server';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
 // ---------------------------------------------------------------------------------------------
 
-/** How the fake answers one /api/chat request. Every field is optional. */
-export interface ChatScript {
-  /** Answer tokens; replaces the default echo (`You said: <last user message>`). */
-  content?: string[];
+/** How the fake answers one /api/chat request. Every field is optional; content and the delays are StreamScript's. */
+export interface ChatScript extends StreamScript {
   /** Thinking tokens, streamed before content. Streamed even when the request's `think` is falsy. */
   thinking?: string[];
-  /** Wait before the first chunk. Headers of a streamed answer are sent immediately. Defaults to tokenDelayMs. */
-  firstTokenDelayMs?: number;
-  /** Wait between chunks. Defaults to the server's defaultTokenDelayMs. */
-  tokenDelayMs?: number;
   /** After N chunks close the connection without a done line (a stream cut). */
   cutAfterChunks?: number;
   /** After N chunks write `{"error": errorMessage}` and end the response (Ollama's mid-stream error). */
@@ -71,17 +64,9 @@ export interface ChatRequestBody {
   keep_alive?: string | number;
 }
 
-export interface RecordedChatRequest {
-  body: ChatRequestBody;
-  /** Date.now() when the body had been read. */
-  receivedAt: number;
-  /** The client closed the connection before the server finished the response. */
-  aborted: boolean;
-  /** The server wrote the complete response (any status). False for hangs, cuts and aborts. */
-  finished: boolean;
-}
+export type RecordedChatRequest = RecordedRequest<ChatRequestBody>;
 
-export type ChatScriptSource = ChatScript | ((request: ChatRequestBody) => ChatScript);
+export type ChatScriptSource = ScriptSource<ChatScript, ChatRequestBody>;
 
 export interface FakeOllamaOptions {
   /** Models the server "has". Default: ['gpt-oss:20b']. */
@@ -101,7 +86,6 @@ export const OLLAMA_VERSION = '0.12.6';
 
 /** What a crashed llama runner reports mid-stream; a realistic default for scripted errors. */
 const DEFAULT_ERROR_MESSAGE = 'an error was encountered while running the model: unexpected EOF';
-const DEFAULT_WAIT_TIMEOUT_MS = 5_000;
 const DEFAULT_PULL_DELAY_MS = 5;
 
 /** Fixed so that listings are deterministic. */
@@ -163,31 +147,11 @@ export function defaultReply(request: ChatRequestBody): { thinking: string[]; co
   };
 }
 
-/** Stand-in for the prompt token count: whitespace-separated words of all messages. */
-function countWords(messages: ChatMessage[]): number {
-  return messages.reduce((total, m) => total + (m.content.match(/\S+/g)?.length ?? 0), 0);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reply planning: a script plus the request become a concrete list of chunks and faults
 // ---------------------------------------------------------------------------------------------
 
-interface Chunk {
-  kind: 'thinking' | 'content';
-  text: string;
-}
-
-interface Fault {
-  kind: 'cut' | 'error';
-  afterChunks: number;
-}
-
-interface ReplyPlan {
-  chunks: Chunk[];
-  firstTokenDelayMs: number;
-  tokenDelayMs: number;
-  /** The fault that fires first, if it fires before the done line at all. */
-  fault?: Fault;
+interface ReplyPlan extends StreamPlan {
   errorMessage: string;
   status?: number;
   hang: boolean;
@@ -196,31 +160,15 @@ interface ReplyPlan {
 }
 
 function planReply(script: ChatScript, request: ChatRequestBody, defaultTokenDelayMs: number): ReplyPlan {
-  const fallback = defaultReply(request);
-  const chunks: Chunk[] = [
-    ...(script.thinking ?? fallback.thinking).map((text): Chunk => ({ kind: 'thinking', text })),
-    ...(script.content ?? fallback.content).map((text): Chunk => ({ kind: 'content', text })),
-  ];
-  const tokenDelayMs = script.tokenDelayMs ?? defaultTokenDelayMs;
+  const stream = planStream(script, defaultReply(request), defaultTokenDelayMs);
   return {
-    chunks,
-    tokenDelayMs,
-    firstTokenDelayMs: script.firstTokenDelayMs ?? tokenDelayMs,
-    fault: firstFault(script, chunks.length),
+    ...stream,
     errorMessage: script.errorMessage ?? DEFAULT_ERROR_MESSAGE,
     status: script.status,
     hang: script.hang ?? false,
     promptEvalCount: script.promptEvalCount ?? countWords(request.messages),
-    evalCount: script.evalCount ?? chunks.length,
+    evalCount: script.evalCount ?? stream.chunks.length,
   };
-}
-
-/** A fault set beyond the last chunk never fires (the stream completes first); a cut wins ties. */
-function firstFault(script: ChatScript, chunkCount: number): Fault | undefined {
-  const candidates: Fault[] = [];
-  if (script.cutAfterChunks !== undefined) candidates.push({ kind: 'cut', afterChunks: script.cutAfterChunks });
-  if (script.errorAfterChunks !== undefined) candidates.push({ kind: 'error', afterChunks: script.errorAfterChunks });
-  return candidates.filter((fault) => fault.afterChunks <= chunkCount).sort((a, b) => a.afterChunks - b.afterChunks)[0];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +199,7 @@ function usageFields(plan: ReplyPlan, clock: Clock) {
   };
 }
 
-function chunkResponse(model: string, chunk: Chunk) {
+function chunkResponse(model: string, chunk: TextChunk) {
   const message =
     chunk.kind === 'thinking' ? { role: 'assistant', content: '', thinking: chunk.text } : { role: 'assistant', content: chunk.text };
   return { model, created_at: new Date().toISOString(), message, done: false };
@@ -270,16 +218,11 @@ function doneResponse(model: string, plan: ReplyPlan, clock: Clock) {
 
 /** The stream:false answer: one object carrying the whole message. */
 function fullResponse(model: string, plan: ReplyPlan, clock: Clock) {
-  const join = (kind: Chunk['kind']) =>
-    plan.chunks
-      .filter((c) => c.kind === kind)
-      .map((c) => c.text)
-      .join('');
-  const thinking = join('thinking');
+  const thinking = joinChunks(plan.chunks, 'thinking');
   return {
     ...doneResponse(model, plan, clock),
     // Like Ollama, the thinking field is omitted when there was none.
-    message: { role: 'assistant', content: join('content'), ...(thinking ? { thinking } : {}) },
+    message: { role: 'assistant', content: joinChunks(plan.chunks, 'content'), ...(thinking ? { thinking } : {}) },
   };
 }
 
@@ -494,16 +437,6 @@ function modelNameOf(body: Record<string, unknown>): string {
 // HTTP helpers
 // ---------------------------------------------------------------------------------------------
 
-/** One HTTP request/response pair in flight. */
-interface Exchange {
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** Aborted as soon as the response closes for any reason, so delays and loops stop early. */
-  signal: AbortSignal;
-  /** Set when the server itself closes the connection (cut fault, stop()): not a client abort. */
-  closedByServer: boolean;
-}
-
 type Handler = (exchange: Exchange) => Promise<void> | void;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -536,27 +469,6 @@ function endWithLine(res: ServerResponse, body: unknown): void {
   if (!res.destroyed) res.end(`${JSON.stringify(body)}\n`);
 }
 
-/**
- * Wait `ms`, giving up early when the exchange closes.
- * Resolves to whether the exchange is still open and the caller should carry on.
- */
-async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (ms > 0 && !signal.aborted) {
-    try {
-      await sleep(ms, undefined, { signal });
-    } catch {
-      return false;
-    }
-  }
-  return !signal.aborted;
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 /** Reads and parses a JSON object body; on failure answers 400 itself and returns undefined. */
 async function readJsonObject(exchange: Exchange, goType: string): Promise<Record<string, unknown> | undefined> {
   const parsed = parseJsonObject(await readBody(exchange.req), goType);
@@ -565,45 +477,13 @@ async function readJsonObject(exchange: Exchange, goType: string): Promise<Recor
   return undefined;
 }
 
-/**
- * Close the connection without finishing the response. `end()` first flushes what was already
- * written, so the client reliably receives exactly the chunks sent before the cut.
- */
-function cutConnection(exchange: Exchange): void {
-  exchange.closedByServer = true;
-  const socket = exchange.res.socket;
-  if (socket) socket.end(() => socket.destroy());
-  else exchange.res.destroy();
-}
-
-/** A URL host for clients: wildcard listen addresses are reached through loopback. */
-function urlHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '[::1]';
-  return host.includes(':') ? `[${host}]` : host;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The server
 // ---------------------------------------------------------------------------------------------
 
-export class FakeOllama {
-  /** Models the server has; tests may add or delete entries at any time. */
-  readonly models: Set<string>;
-  /** Every well-formed /api/chat request, in arrival order. */
-  readonly requests: RecordedChatRequest[] = [];
-
+export class FakeOllama extends ScriptedFakeServer<ChatScript, RecordedChatRequest> {
   private readonly defaultTokenDelayMs: number;
   private readonly pullDelayMs: number;
-  private readonly queue: ChatScript[] = [];
-  private defaultScript: ChatScriptSource = {};
-  /** Emits 'change' whenever a recorded request changes; the waitFor* helpers listen to it. */
-  private readonly changes = new EventEmitter();
-  private readonly sockets = new Set<Socket>();
-  private readonly inFlight = new Set<Exchange>();
-  private server?: http.Server;
-  private baseUrl?: string;
-  private stopping?: Promise<void>;
 
   private readonly routes: Record<string, Partial<Record<string, Handler>>> = {
     '/': { GET: ({ res }) => sendText(res, 200, 'Ollama is running') },
@@ -615,107 +495,13 @@ export class FakeOllama {
   };
 
   constructor(options: FakeOllamaOptions = {}) {
-    this.models = new Set(options.models ?? [DEFAULT_MODEL]);
+    super('FakeOllama', options.models ?? [DEFAULT_MODEL]);
     this.defaultTokenDelayMs = options.defaultTokenDelayMs ?? 0;
     this.pullDelayMs = options.pullDelayMs ?? DEFAULT_PULL_DELAY_MS;
-    this.changes.setMaxListeners(0); // any number of concurrent waiters is fine
   }
 
-  /** Base URL, e.g. http://127.0.0.1:54321. Throws when the server is not started. */
-  get url(): string {
-    if (this.baseUrl === undefined) throw new Error('FakeOllama is not started');
-    return this.baseUrl;
-  }
-
-  /** Listen (port 0 = any free port) and resolve the base URL. */
-  async start(port = 0, host = '127.0.0.1'): Promise<string> {
-    if (this.server) throw new Error('FakeOllama is already started');
-    const server = http.createServer((req, res) => this.onRequest(req, res));
-    server.on('connection', (socket) => this.track(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.server = server;
-    this.baseUrl = `http://${urlHost(host)}:${(server.address() as AddressInfo).port}`;
-    return this.baseUrl;
-  }
-
-  /** Close every connection (hanging and streaming ones included) and the listener. Idempotent. */
-  stop(): Promise<void> {
-    if (this.stopping) return this.stopping;
-    const server = this.server;
-    if (!server) return Promise.resolve();
-    this.stopping = this.shutDown(server).finally(() => {
-      this.stopping = undefined;
-    });
-    return this.stopping;
-  }
-
-  /** Queue scripts; each /api/chat request consumes the oldest one. */
-  enqueue(...scripts: ChatScript[]): void {
-    this.queue.push(...scripts);
-  }
-
-  /** The script (or a function of the request) used when the queue is empty. Queued scripts replace it, not merge. */
-  setDefault(script: ChatScriptSource): void {
-    this.defaultScript = script;
-  }
-
-  /** Resolves with all recorded requests once at least `n` chat requests arrived. */
-  waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<RecordedChatRequest[]> {
-    return this.waitUntil(() => (this.requests.length >= n ? [...this.requests] : undefined), timeoutMs, `${n} chat request(s)`);
-  }
-
-  /** Resolves once chat request #index (0-based) saw its client disconnect before the response finished. */
-  async waitForAbort(index: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<void> {
-    await this.waitUntil(() => (this.requests[index]?.aborted ? true : undefined), timeoutMs, `the client to abort chat request #${index}`);
-  }
-
-  /** Forget queued scripts, the default script and recorded requests; the model list is kept. */
-  reset(): void {
-    this.queue.length = 0;
-    this.defaultScript = {};
-    this.requests.length = 0;
-  }
-
-  // --- connection plumbing ---------------------------------------------------------------------
-
-  private track(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-  }
-
-  private async shutDown(server: http.Server): Promise<void> {
-    for (const exchange of this.inFlight) exchange.closedByServer = true;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
-    await closed;
-    this.server = undefined;
-    this.baseUrl = undefined;
-  }
-
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const controller = new AbortController();
-    const exchange: Exchange = { req, res, signal: controller.signal, closedByServer: false };
-    this.inFlight.add(exchange);
-    res.on('close', () => {
-      this.inFlight.delete(exchange);
-      controller.abort();
-    });
-    // Write errors after a disconnect are expected here; the 'close' handlers account for them.
-    res.on('error', () => undefined);
-    Promise.resolve()
-      .then(() => this.route(exchange))
-      .catch((error: unknown) => this.failExchange(exchange, error));
-  }
-
-  private route(exchange: Exchange): Promise<void> | void {
-    const { req, res } = exchange;
-    const path = new URL(req.url ?? '/', 'http://fake-ollama').pathname;
+  protected route(exchange: Exchange): Promise<void> | void {
+    const { req, res, path } = exchange;
     const handlers = this.routes[path];
     if (!handlers) return sendText(res, 404, '404 page not found');
     // Ollama registers HEAD next to every GET route; Node drops the body of HEAD responses itself.
@@ -724,36 +510,8 @@ export class FakeOllama {
     return handler ? handler(exchange) : sendText(res, 405, '405 method not allowed');
   }
 
-  /** A bug in the fake (or a body read failing) must not crash the test process. */
-  private failExchange(exchange: Exchange, error: unknown): void {
-    if (exchange.res.headersSent) exchange.res.destroy();
-    else sendError(exchange.res, 500, error instanceof Error ? error.message : String(error));
-  }
-
-  private notify(): void {
-    this.changes.emit('change');
-  }
-
-  private waitUntil<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const attempt = () => {
-        const result = check();
-        if (result === undefined) return;
-        cleanUp();
-        resolve(result);
-      };
-      const timer = setTimeout(() => {
-        cleanUp();
-        const seen = `${this.requests.length} chat request(s) recorded`;
-        reject(new Error(`FakeOllama: timed out after ${timeoutMs} ms waiting for ${what} (${seen})`));
-      }, timeoutMs);
-      const cleanUp = () => {
-        clearTimeout(timer);
-        this.changes.off('change', attempt);
-      };
-      this.changes.on('change', attempt);
-      attempt();
-    });
+  protected sendServerError(res: ServerResponse, message: string): void {
+    sendError(res, 500, message);
   }
 
   private hasModel(name: string): boolean {
@@ -770,7 +528,7 @@ export class FakeOllama {
     if (!parsed.ok) return sendError(exchange.res, 400, parsed.error);
     const request = parsed.value;
     const clock: Clock = { receivedAt: performance.now() };
-    this.record(exchange, request);
+    this.record(exchange, { body: request, receivedAt: Date.now(), aborted: false, finished: false });
 
     if (!this.hasModel(request.model)) {
       return sendError(exchange.res, 404, `model ${JSON.stringify(request.model)} not found, try pulling it first`);
@@ -778,33 +536,11 @@ export class FakeOllama {
     // Checked before a script is consumed: Ollama answers this without generating anything.
     if (request.messages.length === 0) return sendJson(exchange.res, 200, loadResponse(request.model));
 
-    const plan = planReply(this.nextScript(request), request, this.defaultTokenDelayMs);
+    const plan = planReply(this.nextScript(request) ?? {}, request, this.defaultTokenDelayMs);
     if (plan.status !== undefined) return sendError(exchange.res, plan.status, plan.errorMessage);
     // Ollama streams unless told otherwise (the ollama-js client always sends the flag).
     if (request.stream === false) return this.answerOnce(exchange, request, plan, clock);
     return this.answerStreaming(exchange, request, plan, clock);
-  }
-
-  private record(exchange: Exchange, body: ChatRequestBody): void {
-    const record: RecordedChatRequest = { body, receivedAt: Date.now(), aborted: false, finished: false };
-    this.requests.push(record);
-    const { res } = exchange;
-    res.once('finish', () => {
-      record.finished = true;
-      this.notify();
-    });
-    res.once('close', () => {
-      if (res.writableFinished || exchange.closedByServer) return;
-      record.aborted = true;
-      this.notify();
-    });
-    this.notify();
-  }
-
-  private nextScript(request: ChatRequestBody): ChatScript {
-    const queued = this.queue.shift();
-    if (queued) return queued;
-    return typeof this.defaultScript === 'function' ? this.defaultScript(request) : this.defaultScript;
   }
 
   private async answerStreaming(exchange: Exchange, request: ChatRequestBody, plan: ReplyPlan, clock: Clock) {

@@ -10,11 +10,10 @@
  * Only Node's `http` module is used on purpose: no framework sits between the tests and the bytes
  * on the wire, so what the client sees is exactly what is written here.
  */
-import { EventEmitter } from 'node:events';
-import http, { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { tokenize } from './fake-ollama';
+import { countWords, cutConnection, joinChunks, pause, planStream, readBody, ScriptedFakeServer } from './scripted-fake-server';
+import type { Exchange, RecordedRequest, ScriptSource, StreamPlan, StreamScript, TextChunk } from './scripted-fake-server';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -23,18 +22,12 @@ import { tokenize } from './fake-ollama';
 /** Which delta field carries reasoning: vLLM < 0.10 and llama.cpp say `reasoning_content`, newer vLLM `reasoning`. */
 export type ReasoningField = 'reasoning_content' | 'reasoning' | 'both';
 
-/** How the fake answers one chat completion request. Every field is optional. */
-export interface ChatScript {
-  /** Answer tokens; replaces the default echo (`You said: <last user message>`). */
-  content?: string[];
+/** How the fake answers one chat completion request. Every field is optional; content and the delays are StreamScript's. */
+export interface ChatScript extends StreamScript {
   /** Reasoning tokens, streamed before content. Streamed even when the request has no reasoning_effort. */
   thinking?: string[];
   /** Default 'reasoning_content'; 'both' sends the same text under both names (a server in transition). */
   reasoningField?: ReasoningField;
-  /** Wait before the first chunk. Headers of a streamed answer are sent immediately. Defaults to tokenDelayMs. */
-  firstTokenDelayMs?: number;
-  /** Wait between chunks. Defaults to the server's defaultTokenDelayMs. */
-  tokenDelayMs?: number;
   /** After N text chunks close the connection without a finish, usage or [DONE] (a stream cut). */
   cutAfterChunks?: number;
   /** After N text chunks send `data: {"error": {...}}` then `data: [DONE]` (vLLM's mid-stream error). */
@@ -76,20 +69,13 @@ export interface ChatRequestBody {
   [field: string]: unknown;
 }
 
-export interface RecordedChatRequest {
-  body: ChatRequestBody;
+export interface RecordedChatRequest extends RecordedRequest<ChatRequestBody> {
   /** The Authorization header as sent, or null. */
   authorization: string | null;
   headers: IncomingHttpHeaders;
-  /** Date.now() when the body had been read. */
-  receivedAt: number;
-  /** The client closed the connection before the server finished the response. */
-  aborted: boolean;
-  /** The server wrote the complete response (any status). False for hangs, cuts and aborts. */
-  finished: boolean;
 }
 
-export type ChatScriptSource = ChatScript | ((request: ChatRequestBody) => ChatScript);
+export type ChatScriptSource = ScriptSource<ChatScript, ChatRequestBody>;
 
 export interface FakeOpenAiOptions {
   /** Models the server serves. Default: ['openai/gpt-oss-20b'] (vLLM's name for it). */
@@ -102,7 +88,6 @@ export interface FakeOpenAiOptions {
 
 export const DEFAULT_MODEL = 'openai/gpt-oss-20b';
 const DEFAULT_ERROR_MESSAGE = 'The engine crashed while generating (EngineDeadError).';
-const DEFAULT_WAIT_TIMEOUT_MS = 5_000;
 /** Fixed so that listings are deterministic. */
 const CREATED = 1_759_320_000;
 
@@ -128,45 +113,21 @@ export function defaultReply(request: ChatRequestBody): { thinking: string[]; co
   };
 }
 
-interface TextChunk {
-  kind: 'thinking' | 'content';
-  text: string;
-}
-
-interface ReplyPlan {
-  chunks: TextChunk[];
+interface ReplyPlan extends StreamPlan {
   reasoningField: ReasoningField;
-  firstTokenDelayMs: number;
-  tokenDelayMs: number;
-  fault?: { kind: 'cut' | 'error'; afterChunks: number };
   finish: boolean;
   promptTokens: number;
   completionTokens: number;
 }
 
 function planReply(script: ChatScript, request: ChatRequestBody, defaultTokenDelayMs: number): ReplyPlan {
-  const fallback = defaultReply(request);
-  const chunks: TextChunk[] = [
-    ...(script.thinking ?? fallback.thinking).map((text): TextChunk => ({ kind: 'thinking', text })),
-    ...(script.content ?? fallback.content).map((text): TextChunk => ({ kind: 'content', text })),
-  ];
-  const tokenDelayMs = script.tokenDelayMs ?? defaultTokenDelayMs;
-  // A fault beyond the last chunk never fires; a cut wins ties (as in FakeOllama).
-  const faults = [
-    ...(script.cutAfterChunks !== undefined ? [{ kind: 'cut' as const, afterChunks: script.cutAfterChunks }] : []),
-    ...(script.errorAfterChunks !== undefined ? [{ kind: 'error' as const, afterChunks: script.errorAfterChunks }] : []),
-  ]
-    .filter((fault) => fault.afterChunks <= chunks.length)
-    .sort((a, b) => a.afterChunks - b.afterChunks);
+  const stream = planStream(script, defaultReply(request), defaultTokenDelayMs);
   return {
-    chunks,
+    ...stream,
     reasoningField: script.reasoningField ?? 'reasoning_content',
-    tokenDelayMs,
-    firstTokenDelayMs: script.firstTokenDelayMs ?? tokenDelayMs,
-    fault: faults[0],
     finish: script.finish ?? true,
-    promptTokens: script.promptTokens ?? request.messages.reduce((n, m) => n + (m.content.match(/\S+/g)?.length ?? 0), 0),
-    completionTokens: script.completionTokens ?? chunks.length,
+    promptTokens: script.promptTokens ?? countWords(request.messages),
+    completionTokens: script.completionTokens ?? stream.chunks.length,
   };
 }
 
@@ -186,15 +147,6 @@ function errorBody(status: number, message: string, script: ChatScript = {}) {
 // HTTP helpers
 // ---------------------------------------------------------------------------------------------
 
-interface Exchange {
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** Aborted as soon as the response closes for any reason, so delays and loops stop early. */
-  signal: AbortSignal;
-  /** Set when the server itself closes the connection (cut fault, stop()): not a client abort. */
-  closedByServer: boolean;
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.destroyed) return;
   res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
@@ -203,24 +155,6 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 function writeEvent(res: ServerResponse, data: unknown): void {
   if (!res.destroyed) res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
-}
-
-/** Waits `ms`, giving up early when the exchange closes; resolves to whether to carry on. */
-async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (ms > 0 && !signal.aborted) {
-    try {
-      await sleep(ms, undefined, { signal });
-    } catch {
-      return false;
-    }
-  }
-  return !signal.aborted;
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -243,129 +177,32 @@ function validate(body: unknown): ChatRequestBody | string {
 // The server
 // ---------------------------------------------------------------------------------------------
 
-export class FakeOpenAi {
-  /** Models the server serves; tests may add or delete entries at any time. */
-  readonly models: Set<string>;
-  /** Every well-formed chat completion request, in arrival order. */
-  readonly requests: RecordedChatRequest[] = [];
+export class FakeOpenAi extends ScriptedFakeServer<ChatScript, RecordedChatRequest> {
   /** The key required of every request; null: none (a local server started without --api-key). */
   apiKey: string | null;
 
   private readonly defaultTokenDelayMs: number;
-  private readonly queue: ChatScript[] = [];
-  private defaultScript: ChatScriptSource = {};
-  private readonly changes = new EventEmitter();
-  private readonly sockets = new Set<Socket>();
-  private readonly inFlight = new Set<Exchange>();
-  private server?: http.Server;
-  private origin?: string;
-  private stopping?: Promise<void>;
   private nextId = 1;
 
   constructor(options: FakeOpenAiOptions = {}) {
-    this.models = new Set(options.models ?? [DEFAULT_MODEL]);
+    super('FakeOpenAi', options.models ?? [DEFAULT_MODEL]);
     this.defaultTokenDelayMs = options.defaultTokenDelayMs ?? 0;
     this.apiKey = options.apiKey ?? null;
-    this.changes.setMaxListeners(0);
   }
 
-  /** The origin, e.g. http://127.0.0.1:54321. Throws when the server is not started. */
-  get url(): string {
-    if (this.origin === undefined) throw new Error('FakeOpenAi is not started');
-    return this.origin;
-  }
-
-  /** What clients take as their base URL: the origin plus /v1. */
+  /** What clients take as their base URL: the origin (`url`) plus /v1. */
   get baseUrl(): string {
     return `${this.url}/v1`;
   }
 
   /** Listen (port 0 = any free port) and resolve the base URL (…/v1). */
-  async start(port = 0, host = '127.0.0.1'): Promise<string> {
-    if (this.server) throw new Error('FakeOpenAi is already started');
-    const server = http.createServer((req, res) => this.onRequest(req, res));
-    server.on('connection', (socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.server = server;
-    this.origin = `http://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
+  override async start(port = 0, host = '127.0.0.1'): Promise<string> {
+    await super.start(port, host);
     return this.baseUrl;
   }
 
-  /** Close every connection (hanging and streaming ones included) and the listener. Idempotent. */
-  stop(): Promise<void> {
-    if (this.stopping) return this.stopping;
-    const server = this.server;
-    if (!server) return Promise.resolve();
-    for (const exchange of this.inFlight) exchange.closedByServer = true;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
-    this.stopping = closed.finally(() => {
-      this.server = undefined;
-      this.origin = undefined;
-      this.stopping = undefined;
-    });
-    return this.stopping;
-  }
-
-  /** Queue scripts; each chat completion request consumes the oldest one. */
-  enqueue(...scripts: ChatScript[]): void {
-    this.queue.push(...scripts);
-  }
-
-  /** The script (or a function of the request) used when the queue is empty. */
-  setDefault(script: ChatScriptSource): void {
-    this.defaultScript = script;
-  }
-
-  /** Resolves with all recorded requests once at least `n` chat requests arrived. */
-  waitForRequests(n: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<RecordedChatRequest[]> {
-    return this.waitUntil(() => (this.requests.length >= n ? [...this.requests] : undefined), timeoutMs, `${n} chat request(s)`);
-  }
-
-  /** Resolves once chat request #index (0-based) saw its client disconnect before the response finished. */
-  async waitForAbort(index: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<void> {
-    await this.waitUntil(() => (this.requests[index]?.aborted ? true : undefined), timeoutMs, `the client to abort chat request #${index}`);
-  }
-
-  /** Forget queued scripts, the default script and recorded requests; models and the key are kept. */
-  reset(): void {
-    this.queue.length = 0;
-    this.defaultScript = {};
-    this.requests.length = 0;
-  }
-
-  // --- plumbing --------------------------------------------------------------------------------
-
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const controller = new AbortController();
-    const exchange: Exchange = { req, res, signal: controller.signal, closedByServer: false };
-    this.inFlight.add(exchange);
-    res.on('close', () => {
-      this.inFlight.delete(exchange);
-      controller.abort();
-    });
-    res.on('error', () => undefined); // write errors after a disconnect are expected
-    Promise.resolve()
-      .then(() => this.route(exchange))
-      .catch((error: unknown) => {
-        // A bug in the fake must not crash the test process.
-        if (res.headersSent) res.destroy();
-        else sendJson(res, 500, errorBody(500, error instanceof Error ? error.message : String(error)));
-      });
-  }
-
-  private async route(exchange: Exchange): Promise<void> {
-    const { req, res } = exchange;
-    const path = new URL(req.url ?? '/', 'http://fake-openai').pathname;
+  protected async route(exchange: Exchange): Promise<void> {
+    const { req, res, path } = exchange;
     const known = path === '/v1/models' || path === '/v1/chat/completions';
     // vLLM (FastAPI) answers unknown routes and methods like this.
     if (!known) return sendJson(res, 404, { detail: 'Not Found' });
@@ -384,27 +221,8 @@ export class FakeOpenAi {
     return this.handleChat(exchange);
   }
 
-  private waitUntil<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const attempt = () => {
-        const result = check();
-        if (result === undefined) return;
-        cleanUp();
-        resolve(result);
-      };
-      const timer = setTimeout(() => {
-        cleanUp();
-        reject(
-          new Error(`FakeOpenAi: timed out after ${timeoutMs} ms waiting for ${what} (${this.requests.length} chat request(s) recorded)`),
-        );
-      }, timeoutMs);
-      const cleanUp = () => {
-        clearTimeout(timer);
-        this.changes.off('change', attempt);
-      };
-      this.changes.on('change', attempt);
-      attempt();
-    });
+  protected sendServerError(res: ServerResponse, message: string): void {
+    sendJson(res, 500, errorBody(500, message));
   }
 
   // --- /v1/chat/completions --------------------------------------------------------------------
@@ -419,12 +237,20 @@ export class FakeOpenAi {
     }
     const request = validate(parsed);
     if (typeof request === 'string') return sendJson(res, 400, errorBody(400, request));
-    this.record(exchange, request);
+    const { headers } = exchange.req;
+    this.record(exchange, {
+      body: request,
+      authorization: headers.authorization ?? null,
+      headers,
+      receivedAt: Date.now(),
+      aborted: false,
+      finished: false,
+    });
 
     if (![...this.models].includes(request.model)) {
       return sendJson(res, 404, errorBody(404, `The model \`${request.model}\` does not exist or you do not have access to it.`));
     }
-    const script = this.nextScript(request);
+    const script = this.nextScript(request) ?? {};
     if (script.status !== undefined) {
       const headers: Record<string, string> = script.retryAfter !== undefined ? { 'Retry-After': script.retryAfter } : {};
       return sendJson(res, script.status, errorBody(script.status, script.errorMessage ?? DEFAULT_ERROR_MESSAGE, script), headers);
@@ -433,35 +259,6 @@ export class FakeOpenAi {
     const plan = planReply(script, request, this.defaultTokenDelayMs);
     if (request.stream === true) return this.answerStreaming(exchange, request, plan, script);
     return this.answerOnce(exchange, request, plan, script);
-  }
-
-  private record(exchange: Exchange, body: ChatRequestBody): void {
-    const { req, res } = exchange;
-    const record: RecordedChatRequest = {
-      body,
-      authorization: req.headers.authorization ?? null,
-      headers: req.headers,
-      receivedAt: Date.now(),
-      aborted: false,
-      finished: false,
-    };
-    this.requests.push(record);
-    res.once('finish', () => {
-      record.finished = true;
-      this.changes.emit('change');
-    });
-    res.once('close', () => {
-      if (res.writableFinished || exchange.closedByServer) return;
-      record.aborted = true;
-      this.changes.emit('change');
-    });
-    this.changes.emit('change');
-  }
-
-  private nextScript(request: ChatRequestBody): ChatScript {
-    const queued = this.queue.shift();
-    if (queued) return queued;
-    return typeof this.defaultScript === 'function' ? this.defaultScript(request) : this.defaultScript;
   }
 
   private async answerStreaming(exchange: Exchange, request: ChatRequestBody, plan: ReplyPlan, script: ChatScript): Promise<void> {
@@ -490,7 +287,7 @@ export class FakeOpenAi {
       writeEvent(res, chunk(this.deltaOf(plan.chunks[i], plan.reasoningField)));
     }
 
-    if (plan.fault?.kind === 'cut') return this.cut(exchange);
+    if (plan.fault?.kind === 'cut') return cutConnection(exchange);
     if (plan.fault?.kind === 'error') {
       writeEvent(
         res,
@@ -535,17 +332,12 @@ export class FakeOpenAi {
     if (generated > 0) {
       if (!(await pause(plan.firstTokenDelayMs + plan.tokenDelayMs * (generated - 1), signal))) return;
     }
-    if (plan.fault?.kind === 'cut') return this.cut(exchange);
+    if (plan.fault?.kind === 'cut') return cutConnection(exchange);
     if (plan.fault?.kind === 'error') return sendJson(res, 500, errorBody(500, script.errorMessage ?? DEFAULT_ERROR_MESSAGE, script));
-    const join = (kind: TextChunk['kind']) =>
-      plan.chunks
-        .filter((c) => c.kind === kind)
-        .map((c) => c.text)
-        .join('');
-    const reasoning = join('thinking');
+    const reasoning = joinChunks(plan.chunks, 'thinking');
     const message = {
       role: 'assistant',
-      content: join('content'),
+      content: joinChunks(plan.chunks, 'content'),
       ...(reasoning ? (plan.reasoningField === 'reasoning' ? { reasoning } : { reasoning_content: reasoning }) : {}),
     };
     sendJson(res, 200, {
@@ -560,13 +352,5 @@ export class FakeOpenAi {
         total_tokens: plan.promptTokens + plan.completionTokens,
       },
     });
-  }
-
-  /** Close the connection without finishing the response; what was written is flushed first. */
-  private cut(exchange: Exchange): void {
-    exchange.closedByServer = true;
-    const socket = exchange.res.socket;
-    if (socket) socket.end(() => socket.destroy());
-    else exchange.res.destroy();
   }
 }
