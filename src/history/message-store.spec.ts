@@ -214,6 +214,13 @@ describe('MessageStore (real Redis)', () => {
     expect(await eventsOf(sid)).toHaveLength(before);
     // run again (the worker's redo, above the lost attempt: clients that saw it discard its deltas)
     expect(await store.start(ref, held.entryId, 'w-1', null, held.attempt)).toMatchObject({ result: 'started', attempt: held.attempt + 1 });
+    // ended, so nothing of it stays in the partition's streams and backlog that other tests count
+    expect(
+      await store.finish(ref, held.entryId, held.attempt + 1, reply('y'), {
+        type: 'chat.completed',
+        payload: { ...ref, content: 'y', usage },
+      }),
+    ).toMatchObject({ result: 'completed' });
   });
 
   it('a completion while a cancel is recorded ends as cancelled', async () => {
