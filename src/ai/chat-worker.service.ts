@@ -149,7 +149,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   private laneOf(entry: PartitionEntry): Lane | undefined {
-    return this.lanes.find((lane) => lane.partitions.includes(entry.partition));
+    return this.lanes.find((lane) => reads(lane, entry.partition));
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -296,7 +296,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       // lost its data: `start` finds them gone and they fail visibly as message_lost). One still in
       // its stream but not pending here any more was taken over by a live worker: not ours.
       const byKey = new Map(pending.map((e) => [inFlightKey(e), e]));
-      const redo = [...this.redo].filter(([, entry]) => partitions.includes(entry.partition));
+      const redo = [...this.redo].filter(([, entry]) => reads(lane, entry.partition));
       for (const [key, entry] of redo) {
         const own = byKey.get(key);
         // still ours: run with what the failed run learned (an attempt Redis lost)
@@ -327,7 +327,7 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       const release = this.slots.tryAcquire();
       if (release) {
         this.dispatch(entry, release);
-        lane.rotation = lane.partitions.indexOf(entry.partition) + 1;
+        lane.rotation = lane.partitions.findIndex((p) => p.index === entry.partition.index) + 1;
       } else extra.push(entry);
     }
     if (extra.length === 0) return;
@@ -408,6 +408,11 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
       this.beating = false;
     }
   }
+}
+
+/** Whether `lane` reads `partition` (by index: entries and lanes need not share one KeyLayout object). */
+function reads(lane: Lane, partition: PartitionKeys): boolean {
+  return lane.partitions.some((p) => p.index === partition.index);
 }
 
 /** Entry ids are per stream: two partitions' streams may hand out the same id in the same millisecond. */
