@@ -6,7 +6,7 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import { freePort, hasRedisServerBinary, NO_REDIS_MESSAGE, RedisServer } from '../../test/support/redis-server';
-import { LocalCluster } from './cluster';
+import { RedisCluster } from '../../test/support/redis-cluster';
 import { BenchFake } from './fake';
 import { BenchProcess } from './procs';
 import { describeMasters, Master } from './shards';
@@ -25,7 +25,7 @@ export interface EnvOptions {
 
 export class BenchEnv {
   redisServer: RedisServer | null = null;
-  cluster: LocalCluster | null = null;
+  cluster: RedisCluster | null = null;
   /** Set on a single Redis only. */
   redisUrl = '';
   /** For key commands (XLEN, MEMORY USAGE, DEL): a Cluster client routes each key to its master. */
@@ -78,7 +78,8 @@ export class BenchEnv {
   private async startCluster(masters: number, log: (line: string) => void): Promise<void> {
     if (!hasRedisServerBinary()) throw new Error(NO_REDIS_MESSAGE);
     if (this.options.externalRedisUrl) log('redis: --cluster starts its own cluster; REDIS_URL is ignored');
-    this.cluster = await LocalCluster.start(masters, log);
+    log(`redis cluster: ${masters} masters, no replicas (test/support/redis-cluster.ts)`);
+    this.cluster = await RedisCluster.start({ masters, replicas: 0 });
     this.nodes = this.cluster.ports.map((port) => new Redis({ host: '127.0.0.1', port, protocol: 2, maxRetriesPerRequest: 1 }));
     this.redis = new Cluster(
       this.cluster.ports.map((port) => ({ host: '127.0.0.1', port })),

@@ -106,6 +106,11 @@ export class RedisCluster {
     return this.servers.map((s) => s.port);
   }
 
+  /** Process ids of the nodes still running. */
+  get pids(): number[] {
+    return this.servers.map((s) => s.pid).filter((pid): pid is number => pid !== undefined);
+  }
+
   /** The nodes and their roles as the cluster sees them now (asked of a live node). */
   async nodes(): Promise<ClusterNodeInfo[]> {
     let lastError: unknown;
