@@ -396,6 +396,9 @@ export class ChatWorker implements OnApplicationBootstrap, BeforeApplicationShut
             await this.group.ack(entry); // ended and deleted while its worker was dead
             continue;
           }
+          // Already running here: a lane that re-read its own pending entries meanwhile got it first
+          // (the claim made it ours). Running it twice would fence the first run (seen on a cluster).
+          if (this.inFlight.has(inFlightKey(entry))) continue;
           this.logger.warn(`taking over ${entry.id} (delivery ${entry.deliveries}) from silent worker ${consumer}`);
           const release = this.slots.tryAcquire();
           if (release) this.dispatch(entry, release);
