@@ -385,7 +385,13 @@ describe('MessageStore (real Redis)', () => {
   });
 
   it('writes exactly one final event per message, whatever else is tried on it', async () => {
-    const sid = newSession();
+    // in a partition no earlier test left anything in: the counts below are the partition's
+    const used = async (id: string) => {
+      const p = layout.partitionOf(id);
+      return (await redis.zcard(p.backlog)) + (await redis.xlen(p.incoming)) + (await redis.xlen(p.dead)) > 0;
+    };
+    let sid = newSession();
+    while (await used(sid)) sid = newSession();
     const completed = await send(sid, 'a');
     const cancelledWaiting = await send(sid, 'b');
     const failed = await send(sid, 'c');
