@@ -152,6 +152,8 @@ describe('hostile input (issue 15 probe)', () => {
     beforeAll(async () => {
       app = await startApp({
         MAX_MESSAGE_CHARS: '16000',
+        // a window that holds the longest message, so that only its size in characters is under test here
+        OLLAMA_NUM_CTX: '65536',
         SOCKET_EVENT_BURST: '5',
         // One event a minute after the burst: the burst's edge does not move with the machine's speed.
         SOCKET_EVENTS_PER_MINUTE: '1',

@@ -231,8 +231,8 @@ describe('input validation, auth, limits and security headers', () => {
       send('unknown field messageId', withBody({ messageId: 'm-1' }), /property messageId should not exist/),
       send(
         'two unknown fields',
-        withBody({ model: 'other', status: 'completed' }),
-        /property model should not exist.*property status should not exist/,
+        withBody({ priority: 'high', status: 'completed' }),
+        /property priority should not exist.*property status should not exist/,
       ),
       // JSON.parse makes `__proto__` / `constructor` own keys; class-transformer skips them, so they escape forbidNonWhitelisted
       sendRaw(

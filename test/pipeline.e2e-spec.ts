@@ -138,9 +138,17 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
         thinking: 'Thinking about: one',
         status: 'completed',
         createdAt: expect.any(String),
+        model: 'gpt-oss:20b',
       },
       { messageId: second.body.messageId, role: 'user', content: 'two', status: 'completed', createdAt: expect.any(String) },
-      { messageId: second.body.messageId, role: 'assistant', content: 'You said: two', status: 'completed', createdAt: expect.any(String) },
+      {
+        messageId: second.body.messageId,
+        role: 'assistant',
+        content: 'You said: two',
+        status: 'completed',
+        createdAt: expect.any(String),
+        model: 'gpt-oss:20b',
+      },
     ]);
 
     const cleared = await client.http('DELETE', `/chat/${client.session.sessionId}`);

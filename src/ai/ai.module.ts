@@ -4,7 +4,10 @@ import { EventBusModule } from '../event-bus/event-bus.module';
 import { HistoryModule } from '../history/history.module';
 import { CancelListener } from './cancel-listener';
 import { ChatWorker } from './chat-worker.service';
+import { ContextBudget } from './context-budget';
+import { TitleWriter } from './title-writer';
 import { MessageRunner } from './message-runner';
+import { ModelCatalog } from './model-catalog';
 import { AI_PROVIDER, AiProvider } from './providers/ai-provider';
 import { MockProvider } from './providers/mock.provider';
 import { OllamaProvider } from './providers/ollama.provider';
@@ -20,18 +23,21 @@ import { OpenAiProvider } from './providers/openai.provider';
       useFactory: (config: AppConfig): AiProvider => {
         switch (config.ai.provider) {
           case 'mock':
-            return new MockProvider(config.ai.mockTokenDelayMs);
+            return new MockProvider(config.ai.mockTokenDelayMs, config.ai.model);
           case 'openai':
             return new OpenAiProvider(config.ai.openai);
           case 'ollama':
-            return new OllamaProvider(config.ai.ollamaHost, config.ai.model);
+            return new OllamaProvider(config.ai.ollamaHost, config.ai.model, config.context.windowTokens);
         }
       },
     },
     MessageRunner,
+    ContextBudget,
+    TitleWriter,
+    ModelCatalog,
     CancelListener,
     ChatWorker,
   ],
-  exports: [AI_PROVIDER, ChatWorker],
+  exports: [AI_PROVIDER, ChatWorker, ModelCatalog],
 })
 export class AiModule {}

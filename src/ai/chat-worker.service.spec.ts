@@ -19,7 +19,9 @@ import { MessageRef, MessageStore } from '../history/message-store';
 import { Metrics } from '../observability/metrics.service';
 import { CancelListener } from './cancel-listener';
 import { ChatWorker } from './chat-worker.service';
+import { ContextBudget } from './context-budget';
 import { MessageRunner } from './message-runner';
+import { TitleWriter } from './title-writer';
 import { AiProvider, GenerationChunk, GenerationRequest, ProviderHealth } from './providers/ai-provider';
 import { pause } from '../event-bus/stream-tail';
 
@@ -54,6 +56,10 @@ class SlowProvider implements AiProvider {
     yield { kind: 'done', usage: { promptTokens: 1, completionTokens: this.chunks } };
   }
 
+  listModels(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
   health(): Promise<ProviderHealth> {
     return Promise.resolve({ ok: true, message: 'ok', details: {} });
   }
@@ -72,6 +78,10 @@ class HangingProvider implements AiProvider {
   async *stream(): AsyncIterable<GenerationChunk> {
     yield { kind: 'content', text: 'starting' };
     await this.released;
+  }
+
+  listModels(): Promise<string[]> {
+    return Promise.resolve([]);
   }
 
   health(): Promise<ProviderHealth> {
@@ -98,7 +108,14 @@ describe('ChatWorker (real Redis)', () => {
   /** The worker and everything it runs on, as the AI module builds them, with `provider` as the model. */
   async function build(provider: AiProvider, env: Record<string, string> = {}, connect = true): Promise<Fixture> {
     const config = new AppConfig(
-      validateEnvironment({ REDIS_URL: testRedisUrl(), WORKER_ENABLED: 'false', WORKER_CONCURRENCY: '1', DELTA_COALESCE_MS: '0', ...env }),
+      validateEnvironment({
+        REDIS_URL: testRedisUrl(),
+        WORKER_ENABLED: 'false',
+        WORKER_CONCURRENCY: '1',
+        DELTA_COALESCE_MS: '0',
+        TITLES: 'false',
+        ...env,
+      }),
     );
     const connections = new RedisConnections(config);
     if (connect) await connections.onModuleInit();
@@ -114,6 +131,8 @@ describe('ChatWorker (real Redis)', () => {
       config,
       provider,
       new Metrics(connections, keys),
+      new ContextBudget(config),
+      new TitleWriter(provider, store, config),
     );
     const worker = new ChatWorker(config, connections, group, new WorkerRegistry(connections, config), runner, cancels, keys);
     const fixture = { config, connections, keys, store, group, worker };

@@ -18,6 +18,8 @@ import { MessageRef, MessageStore } from '../history/message-store';
 import { Metrics } from '../observability/metrics.service';
 import { CancelListener } from './cancel-listener';
 import { GenerationError } from './generation-error';
+import { ContextBudget } from './context-budget';
+import { TitleWriter } from './title-writer';
 import { MessageRunner } from './message-runner';
 import { AiProvider, GenerationChunk, ProviderHealth } from './providers/ai-provider';
 import { pause } from '../event-bus/stream-tail';
@@ -51,6 +53,10 @@ class ScriptedProvider implements AiProvider {
     }
   }
 
+  listModels(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
   health(): Promise<ProviderHealth> {
     return Promise.resolve({ ok: true, message: 'ok', details: {} });
   }
@@ -81,7 +87,9 @@ describe('MessageRunner (real Redis)', () => {
     redis = await freshRedis();
     const app = await appConnections();
     // One event per chunk: the deltas seen are exactly the chunks.
-    config = new AppConfig(validateEnvironment({ REDIS_URL: app.config.redis.url, DELTA_COALESCE_MS: '0', WORKER_MAX_DELIVERIES: '3' }));
+    config = new AppConfig(
+      validateEnvironment({ REDIS_URL: app.config.redis.url, DELTA_COALESCE_MS: '0', WORKER_MAX_DELIVERIES: '3', TITLES: 'false' }),
+    );
     connections = app.connections;
     keys = new KeyLayout(config.redis.partitions);
     store = new MessageStore(connections, config, keys);
@@ -99,7 +107,18 @@ describe('MessageRunner (real Redis)', () => {
     await redis.quit();
   });
 
-  const runner = (provider: AiProvider) => new MessageRunner(store, group, deadLetters, cancels, config, provider, metrics);
+  const runner = (provider: AiProvider) =>
+    new MessageRunner(
+      store,
+      group,
+      deadLetters,
+      cancels,
+      config,
+      provider,
+      metrics,
+      new ContextBudget(config),
+      new TitleWriter(provider, store, config),
+    );
 
   /** Sends a message to a fresh session and reads its command through the group. */
   async function sendAndDeliver(text = 'hello'): Promise<{ ref: MessageRef; entry: PartitionEntry }> {

@@ -8,11 +8,14 @@ import { FinishOutcome, MessageRef, MessageStore, StartOutcome } from '../histor
 import { StoredAssistantPart } from '../history/stored-message';
 import { about } from '../observability/log-fields';
 import { Metrics } from '../observability/metrics.service';
+import { countTokens } from '../history/token-count';
 import { isCancelled } from './abort-reasons';
 import { CancelListener } from './cancel-listener';
+import { ContextBudget } from './context-budget';
 import { GenerationError } from './generation-error';
 import { AttemptResult, Partial, ProviderAttempt } from './provider-attempt';
 import { AI_PROVIDER, AiProvider, buildMessages } from './providers/ai-provider';
+import { TitleWriter } from './title-writer';
 
 /** `done`: the message's entry is settled (acknowledged by its script); `left`: leave it pending for another worker. */
 export type RunResult = 'done' | 'left';
@@ -41,6 +44,8 @@ export class MessageRunner {
     private readonly config: AppConfig,
     @Inject(AI_PROVIDER) private readonly provider: AiProvider,
     private readonly metrics: Metrics,
+    private readonly budget: ContextBudget,
+    private readonly titles: TitleWriter,
   ) {}
 
   async run(entry: PartitionEntry, consumer: string, signal: AbortSignal): Promise<RunResult> {
@@ -64,7 +69,7 @@ export class MessageRunner {
     }
     const ref: MessageRef = { sessionId: decoded.value.payload.sessionId, messageId: decoded.value.payload.messageId };
     if (signal.aborted) return 'left';
-    const start = await this.store.start(ref, entry.id, consumer, null, entry.attemptFloor);
+    const start = await this.store.start(ref, entry.id, consumer, null, entry.attemptFloor, this.budget.conversationTokens);
     if (start.result !== 'started') return this.notStarted(ref, entry, start);
     const release = this.cancels.hold(entry.partition);
     try {
@@ -76,7 +81,12 @@ export class MessageRunner {
         );
         return await this.fail(ref, entry, start, error.toReason(), { content: '', thinking: '' });
       }
-      return await this.generate(ref, entry, consumer, start, signal);
+      this.titles.generationStarted();
+      try {
+        return await this.generate(ref, entry, consumer, start, signal);
+      } finally {
+        this.titles.generationEnded();
+      }
     } finally {
       release();
     }
@@ -96,28 +106,40 @@ export class MessageRunner {
         const error = new GenerationError('internal_error', 'The message could not be read back; please send it again.', false);
         return this.fail(ref, entry, current, error.toReason(), { content: '', thinking: '' });
       }
+      const user = current.user;
       const request = {
-        messages: buildMessages(this.config.ai.systemPrompt, current.context, current.user.content),
-        ...(current.user.think ? { think: current.user.think } : {}),
+        messages: buildMessages(this.config.ai.systemPrompt, current.context, user.content),
+        ...(user.think ? { think: user.think } : {}),
+        ...(user.model ? { model: user.model } : {}),
       };
       const deps = { provider: this.provider, store: this.store, config: this.config, metrics: this.metrics };
       const result: AttemptResult = await new ProviderAttempt(deps, ref, current.attempt, signal).run(request);
       switch (result.kind) {
         case 'completed': {
+          const model = user.model ?? this.config.ai.model;
           const part: StoredAssistantPart = {
             content: result.content,
             createdAt: new Date().toISOString(),
             ...(result.thinking ? { thinking: result.thinking } : {}),
             usage: result.usage,
+            model,
           };
           const payload = {
             ...ref,
             content: result.content,
             ...(result.thinking ? { thinking: result.thinking } : {}),
             usage: result.usage,
+            model,
           };
-          const finished = await this.store.finish(ref, entry.id, current.attempt, part, { type: 'chat.completed', payload });
-          if (finished.result === 'completed') this.recordCompletion(result, Date.now() - began);
+          // counted once here, so later contexts fit this answer without reading it (docs/design.md)
+          const tokens = countTokens(result.content);
+          const finished = await this.store.finish(ref, entry.id, current.attempt, part, { type: 'chat.completed', payload }, null, tokens);
+          if (finished.result === 'completed') {
+            this.recordCompletion(result, Date.now() - began);
+            this.budget.observe(current.contextInfo.tokens, result.usage.promptTokens);
+            if (current.untitled)
+              this.titles.request({ ref, question: user.content, answer: result.content, ...(user.model ? { model } : {}) });
+          }
           return this.settled(ref, entry, finished, current.attempt);
         }
         case 'cancelled':
@@ -159,7 +181,7 @@ export class MessageRunner {
               current.attempt,
             );
           }
-          const again = await this.store.start(ref, entry.id, consumer, current.attempt);
+          const again = await this.store.start(ref, entry.id, consumer, current.attempt, 0, this.budget.conversationTokens);
           if (again.result !== 'started') return this.notStarted(ref, entry, again);
           current = again;
         }

@@ -33,6 +33,10 @@ class FunctionProvider implements AiProvider {
     return this.play(signal);
   }
 
+  listModels(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
   health(): Promise<ProviderHealth> {
     return Promise.resolve({ ok: true, message: 'ok', details: {} });
   }

@@ -3,6 +3,7 @@ import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
   ApiBearerAuth,
+  ApiConflictResponse,
   ApiForbiddenResponse,
   ApiNoContentResponse,
   ApiNotFoundResponse,
@@ -18,7 +19,7 @@ import { SessionAuthGuard } from '../auth/session-auth.guard';
 import { SessionTokens } from '../auth/session-tokens.service';
 import { ChatService } from './chat.service';
 import { ErrorResponseDto, HistoryResponseDto } from './dto/history.dto';
-import { SendMessageDto, SendMessageResponseDto } from './dto/send-message.dto';
+import { MessageInputDto, MessageOptionsDto, SendMessageDto, SendMessageResponseDto } from './dto/send-message.dto';
 import { IdParamPipe } from './session-id.pipe';
 
 @ApiTags('chat')
@@ -74,6 +75,52 @@ export class ChatController {
     @Param('messageId', new IdParamPipe('messageId')) messageId: string,
   ): Promise<void> {
     await this.chat.cancel(sessionId, messageId);
+  }
+
+  @Post(':sessionId/messages/:messageId/regenerate')
+  @HttpCode(202)
+  @ApiOperation({
+    summary: 'Regenerate the last answer',
+    description:
+      "Asks the session's last message again, as a new message that replaces it (question and answer) in the history: " +
+      'every tab gets chat.user_message with `replaces`, then the new answer streams. The message must be the last and have ended. ' +
+      'think and model default to the replaced message’s; clientMessageId makes it idempotent.',
+  })
+  @ApiParam({ name: 'sessionId' })
+  @ApiParam({ name: 'messageId' })
+  @ApiAcceptedResponse({ type: SendMessageResponseDto })
+  @ApiNotFoundResponse({ description: 'No such message in this session', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'The message is no longer the last, or has not ended', type: ErrorResponseDto })
+  regenerate(
+    @Param('sessionId', new IdParamPipe('sessionId')) sessionId: string,
+    @Param('messageId', new IdParamPipe('messageId')) messageId: string,
+    @Body() body: MessageOptionsDto,
+    @Ip() address: string,
+  ): Promise<SendMessageResponseDto> {
+    return this.chat.regenerate({ ...body, sessionId, messageId, address });
+  }
+
+  @Post(':sessionId/messages/:messageId/edit')
+  @HttpCode(202)
+  @ApiOperation({
+    summary: 'Edit the last message',
+    description:
+      "Replaces the session's last message (question and answer) with new text, answered as a new message: every tab gets " +
+      'chat.user_message with `replaces`. The message must be the last and have ended; clientMessageId makes it idempotent.',
+  })
+  @ApiParam({ name: 'sessionId' })
+  @ApiParam({ name: 'messageId' })
+  @ApiAcceptedResponse({ type: SendMessageResponseDto })
+  @ApiBadRequestResponse({ description: 'Invalid input; the message names the field', type: ErrorResponseDto })
+  @ApiNotFoundResponse({ description: 'No such message in this session', type: ErrorResponseDto })
+  @ApiConflictResponse({ description: 'The message is no longer the last, or has not ended', type: ErrorResponseDto })
+  edit(
+    @Param('sessionId', new IdParamPipe('sessionId')) sessionId: string,
+    @Param('messageId', new IdParamPipe('messageId')) messageId: string,
+    @Body() body: MessageInputDto,
+    @Ip() address: string,
+  ): Promise<SendMessageResponseDto> {
+    return this.chat.edit({ ...body, sessionId, messageId, address });
   }
 
   @Delete(':sessionId')

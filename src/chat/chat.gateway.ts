@@ -25,7 +25,7 @@ import { EventBucket } from '../limits/event-bucket';
 import { ChatEventsRelay } from './chat-events.relay';
 import { ChatService } from './chat.service';
 import { CancelMessageDto } from './dto/cancel-message.dto';
-import { MessageInputDto } from './dto/send-message.dto';
+import { EditMessageDto, MessageInputDto, RegenerateMessageDto } from './dto/send-message.dto';
 
 /** Sent instead of a replay when the events after the client's lastEventId are gone. */
 export interface ResyncPayload {
@@ -183,6 +183,33 @@ export class ChatGateway
       const input = await validatePayload(MessageInputDto, body);
       if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
       const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
+      return { messageId: result.messageId };
+    } catch (err) {
+      return { error: toErrorBody(err) };
+    }
+  }
+
+  @SubscribeMessage('chat.regenerate')
+  async onRegenerate(
+    @ConnectedSocket() socket: ChatSocket,
+    @MessageBody() body: unknown,
+  ): Promise<{ messageId: string } | { error: ErrorBody }> {
+    try {
+      const input = await validatePayload(RegenerateMessageDto, body);
+      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
+      const result = await this.chat.regenerate({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
+      return { messageId: result.messageId };
+    } catch (err) {
+      return { error: toErrorBody(err) };
+    }
+  }
+
+  @SubscribeMessage('chat.edit')
+  async onEdit(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ messageId: string } | { error: ErrorBody }> {
+    try {
+      const input = await validatePayload(EditMessageDto, body);
+      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
+      const result = await this.chat.edit({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
       return { messageId: result.messageId };
     } catch (err) {
       return { error: toErrorBody(err) };

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { AiModule } from '../ai/ai.module';
 import { AuthModule } from '../auth/auth.module';
 import { EventBusModule } from '../event-bus/event-bus.module';
 import { HistoryModule } from '../history/history.module';
@@ -8,6 +9,7 @@ import { ChatEventsRelay } from './chat-events.relay';
 import { ChatController } from './chat.controller';
 import { ChatGateway } from './chat.gateway';
 import { ChatService } from './chat.service';
+import { ModelsController } from './models.controller';
 import { PlainWsServer } from './plain-ws.server';
 import { ResumableEvents } from './resumable-events';
 import { SessionEventHub } from './session-event-hub';
@@ -18,8 +20,8 @@ import { SessionsController } from './sessions.controller';
  * the relay behind them (its own provider: every way in watches partitions through it).
  */
 @Module({
-  imports: [EventBusModule, HistoryModule, AuthModule, LimitsModule],
-  controllers: [SessionsController, ChatController, ChatEventsController],
+  imports: [EventBusModule, HistoryModule, AuthModule, LimitsModule, AiModule],
+  controllers: [SessionsController, ChatController, ChatEventsController, ModelsController],
   providers: [ChatService, ChatGateway, ChatEventsRelay, SessionEventHub, ResumableEvents, PlainWsServer],
 })
 export class ChatModule {}

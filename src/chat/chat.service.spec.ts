@@ -16,6 +16,8 @@ import { WorkerRegistry } from '../event-bus/worker-registry';
 import { MessageRef, MessageStore } from '../history/message-store';
 import { RetryLaterException, SendLimits } from '../limits/send-limits.service';
 import { Metrics } from '../observability/metrics.service';
+import { ModelCatalog } from '../ai/model-catalog';
+import { MockProvider } from '../ai/providers/mock.provider';
 import { ChatService } from './chat.service';
 
 describe('ChatService (real Redis)', () => {
@@ -44,6 +46,7 @@ describe('ChatService (real Redis)', () => {
       connections,
       layout,
       metrics,
+      new ModelCatalog(new MockProvider(0, withConfig.ai.model), withConfig),
     );
   }
 

@@ -1,5 +1,6 @@
-import { BadRequestException, Injectable, Logger, NotFoundException, UnauthorizedException } from '@nestjs/common';
+import { BadRequestException, ConflictException, Injectable, Logger, NotFoundException, UnauthorizedException } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import { ModelCatalog } from '../ai/model-catalog';
 import { AppConfig } from '../config/app-config';
 import { CancelSignals } from '../event-bus/cancel-signals';
 import { DeadLetters } from '../event-bus/dead-letters';
@@ -10,6 +11,7 @@ import { FIELD, KeyLayout } from '../event-bus/stream-names';
 import { WorkerRegistry } from '../event-bus/worker-registry';
 import { MessageRef, MessageStore } from '../history/message-store';
 import { HistoryMessage, StoredUserPart } from '../history/stored-message';
+import { countTokens, fixedPromptTokens, MESSAGE_FRAME_TOKENS } from '../history/token-count';
 import { backlogFull, RetryLaterException, SendLimits } from '../limits/send-limits.service';
 import { about } from '../observability/log-fields';
 import { Metrics } from '../observability/metrics.service';
@@ -19,14 +21,22 @@ export interface SendInput {
   content: string;
   clientMessageId?: string;
   think?: ThinkLevel;
+  /** A model of GET /models; absent: the default model. */
+  model?: string;
   /** The client's address, for the per-address rate limit. */
   address?: string | null;
 }
+
+/** Regenerate: the session's last message asked again (its text, unless edited). */
+export type ReplaceInput = Omit<SendInput, 'content'> & { messageId: string };
+export type EditInput = ReplaceInput & { content: string };
 
 export interface SendResult {
   messageId: string;
   sessionId: string;
   status: 'queued';
+  /** Regenerate and edit: the message this one replaced. */
+  replaces?: string;
 }
 
 /** How soon a client whose session queue is full may try again: an answer takes seconds at least. */
@@ -51,7 +61,13 @@ export class ChatService {
     private readonly redis: RedisConnections,
     private readonly keys: KeyLayout,
     private readonly metrics: Metrics,
-  ) {}
+    private readonly models: ModelCatalog,
+  ) {
+    this.fixedPromptTokens = fixedPromptTokens(config.ai.systemPrompt);
+  }
+
+  /** The frame and system prompt every prompt carries. */
+  private readonly fixedPromptTokens: number;
 
   /**
    * One script stores the user part, queues the message (for the workers when the session is idle,
@@ -62,15 +78,65 @@ export class ChatService {
    * nor refused. A repeat racing its first send past that lookup is caught by the send script.
    */
   async send(input: SendInput): Promise<SendResult> {
+    return this.submit(input, null, null);
+  }
+
+  /**
+   * Regenerate: the session's last message, ended, is asked again as a new message that replaces it
+   * (question and answer) in the history; `think` and `model` default to the replaced one's.
+   * The send script checks that it is still the last and has ended (docs/design.md).
+   */
+  async regenerate(input: ReplaceInput): Promise<SendResult> {
+    // a repeat finds the replaced message gone: it is answered by its clientMessageId first
+    const repeat = await this.repeated(input, input.messageId);
+    if (repeat) return repeat;
+    const old = await this.replaced(input);
+    const think = input.think ?? old.user.think;
+    const model = input.model ?? old.user.model;
+    const again: SendInput = { ...input, content: old.user.content, ...(think ? { think } : {}), ...(model ? { model } : {}) };
+    return this.submit(again, input.messageId, old.tokens);
+  }
+
+  /** Edit: the session's last message, ended, replaced by new text (its answer goes with it). */
+  async edit(input: EditInput): Promise<SendResult> {
+    const repeat = await this.repeated(input, input.messageId);
+    if (repeat) return repeat;
+    await this.replaced(input);
+    return this.submit(input, input.messageId, null);
+  }
+
+  /** The first answer to an accepted clientMessageId (one HGET, only when one is given), else null. */
+  private async repeated(input: Pick<SendInput, 'sessionId' | 'clientMessageId'>, replaces: string | null): Promise<SendResult | null> {
+    const { sessionId, clientMessageId } = input;
+    if (!clientMessageId) return null;
+    const existing = await this.redis.commands.hget(this.keys.session(sessionId).hash, FIELD.clientId(clientMessageId));
+    return existing ? { messageId: existing, sessionId, status: 'queued', ...(replaces ? { replaces } : {}) } : null;
+  }
+
+  private async replaced(input: ReplaceInput): Promise<NonNullable<Awaited<ReturnType<MessageStore['userPart']>>>> {
+    const old = await this.store.userPart({ sessionId: input.sessionId, messageId: input.messageId });
+    if (!old) throw new NotFoundException(`no message ${input.messageId} in this session`);
+    return old;
+  }
+
+  /**
+   * One script stores the user part, queues the message (for the workers when the session is idle,
+   * behind its earlier messages otherwise) and writes chat.user_message, or refuses it as a whole.
+   *
+   * A repeat of an accepted clientMessageId is answered with the first messageId before the limits
+   * (one HGET, only when a clientMessageId is given): it queues nothing, so it is neither counted
+   * nor refused. A repeat racing its first send past that lookup is caught by the send script.
+   */
+  private async submit(input: SendInput, replaces: string | null, knownTokens: number | null): Promise<SendResult> {
     const max = this.config.limits.maxMessageChars;
     if (input.content.length > max) {
       throw new BadRequestException(`content must be at most ${max} characters (got ${input.content.length})`);
     }
     const { sessionId, clientMessageId } = input;
-    if (clientMessageId) {
-      const existing = await this.redis.commands.hget(this.keys.session(sessionId).hash, FIELD.clientId(clientMessageId));
-      if (existing) return { messageId: existing, sessionId, status: 'queued' };
-    }
+    const repeat = await this.repeated(input, replaces);
+    if (repeat) return repeat;
+    const tokens = knownTokens ?? this.fitsWindow(input.content);
+    if (input.model) await this.models.check(input.model);
     await this.limits.check(sessionId, input.address ?? null);
 
     const ref: MessageRef = { sessionId, messageId: randomUUID() };
@@ -78,15 +144,18 @@ export class ChatService {
       content: input.content,
       createdAt: new Date().toISOString(),
       ...(input.think ? { think: input.think } : {}),
+      ...(input.model && input.model !== this.config.ai.model ? { model: input.model } : {}),
     };
-    const outcome = await this.store.send(ref, clientMessageId ?? null, user);
+    const outcome = await this.store.send(ref, clientMessageId ?? null, user, { tokens, replaces });
     switch (outcome.result) {
       case 'queued':
         this.metrics.accepted.inc();
-        this.logger.debug(about(ref, 'queued', { chars: input.content.length, ahead: outcome.ahead }));
-        return { messageId: ref.messageId, sessionId, status: 'queued' };
+        this.logger.debug(
+          about(ref, replaces ? `queued, replacing ${replaces}` : 'queued', { chars: input.content.length, ahead: outcome.ahead }),
+        );
+        return { messageId: ref.messageId, sessionId, status: 'queued', ...(replaces ? { replaces } : {}) };
       case 'duplicate':
-        return { messageId: outcome.messageId, sessionId, status: 'queued' };
+        return { messageId: outcome.messageId, sessionId, status: 'queued', ...(replaces ? { replaces } : {}) };
       case 'revoked':
         // A socket (or a request) authenticated just before the session was deleted.
         throw new UnauthorizedException('invalid token: its session was deleted');
@@ -99,7 +168,31 @@ export class ChatService {
             'wait for an answer or cancel a message',
           QUEUE_FULL_RETRY_SECONDS,
         );
+      case 'not_last':
+        throw new ConflictException(
+          `message ${replaces} is no longer the last of this chat: only the last message can be regenerated or edited`,
+        );
+      case 'not_ended':
+        throw new ConflictException(`message ${replaces} has not been answered yet: wait for its answer or cancel it first`);
     }
+  }
+
+  /**
+   * The message's tokens, or 400 when it cannot fit the model's window even alone (with the system
+   * prompt and the room kept for the answer): it is refused here rather than cut by the model.
+   */
+  private fitsWindow(content: string): number {
+    const tokens = countTokens(content);
+    const { windowTokens, reserveTokens } = this.config.context;
+    const needed = this.fixedPromptTokens + tokens + MESSAGE_FRAME_TOKENS + reserveTokens;
+    if (needed > windowTokens) {
+      const room = Math.max(0, windowTokens - reserveTokens - this.fixedPromptTokens - MESSAGE_FRAME_TOKENS);
+      throw new BadRequestException(
+        `content is about ${tokens} tokens, and the model's context window takes at most ${room} for a message ` +
+          `(OLLAMA_NUM_CTX=${windowTokens}, less CONTEXT_RESERVE_TOKENS=${reserveTokens} for the answer and the system prompt); shorten it or split it`,
+      );
+    }
+    return tokens;
   }
 
   /**
@@ -132,11 +225,11 @@ export class ChatService {
    * history (so nothing falls between the two), or is the point a streaming answer's partial content
    * reaches. Events after it may repeat messages listed here: clients update those by messageId.
    */
-  async getHistory(sessionId: string): Promise<{ messages: HistoryMessage[]; lastEventId: string | null }> {
+  async getHistory(sessionId: string): Promise<{ messages: HistoryMessage[]; lastEventId: string | null; title?: string }> {
     const newest = await this.eventLog.newestId(sessionId);
-    const messages = await this.store.history(sessionId);
+    const { messages, title } = await this.store.conversation(sessionId);
     const streaming = messages.find((m) => m.role === 'assistant' && m.status === 'streaming' && m.resumeFrom);
-    return { messages, lastEventId: streaming?.resumeFrom ?? newest };
+    return { messages, lastEventId: streaming?.resumeFrom ?? newest, ...(title ? { title } : {}) };
   }
 
   /**

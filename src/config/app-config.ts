@@ -32,7 +32,13 @@ export class AppConfig {
     firstTokenTimeoutMs: number;
     totalTimeoutMs: number;
     mockTokenDelayMs: number;
+    /** Models a send may name besides `model`; null: whatever the provider lists. */
+    allowedModels: string[] | null;
+    /** Short titles written by the model after a chat's first answer (never with the mock provider). */
+    titles: boolean;
   };
+  /** The model's context window (docs/design.md, "Context window"). */
+  readonly context: { windowTokens: number; reserveTokens: number; maxMessages: number };
   readonly worker: {
     enabled: boolean;
     concurrency: number;
@@ -103,7 +109,14 @@ export class AppConfig {
       firstTokenTimeoutMs: env.OLLAMA_FIRST_TOKEN_TIMEOUT_MS,
       totalTimeoutMs: env.OLLAMA_TIMEOUT_MS,
       mockTokenDelayMs: env.MOCK_TOKEN_DELAY_MS,
+      allowedModels: env.ALLOWED_MODELS
+        ? env.ALLOWED_MODELS.split(',')
+            .map((m) => m.trim())
+            .filter(Boolean)
+        : null,
+      titles: env.TITLES && env.AI_PROVIDER !== 'mock',
     };
+    this.context = { windowTokens: env.OLLAMA_NUM_CTX, reserveTokens: env.CONTEXT_RESERVE_TOKENS, maxMessages: env.CONTEXT_MAX_MESSAGES };
     this.worker = {
       enabled: env.WORKER_ENABLED,
       concurrency: env.WORKER_CONCURRENCY,

@@ -273,6 +273,33 @@ export class Environment {
   @Max(10_000)
   CONTEXT_MAX_MESSAGES = 40;
 
+  /**
+   * The model's context window in tokens, sent to Ollama as options.num_ctx (on an OpenAI-compatible
+   * server: set it to the server's window). 8192 suits gpt-oss:20b on a 16 GB GPU; each doubling
+   * costs KV-cache memory (about 0.8 GB more per 8k tokens for gpt-oss:20b) and prompt time.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(512)
+  @Max(1_048_576)
+  OLLAMA_NUM_CTX = 8192;
+
+  /** Tokens of the window kept free for the answer (reasoning included); the conversation fits in the rest. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(64)
+  CONTEXT_RESERVE_TOKENS = 2048;
+
+  /** Models a send may ask for (comma-separated); unset: every model the provider has. The default model is always allowed. */
+  @IsOptional()
+  @IsString()
+  ALLOWED_MODELS?: string = undefined;
+
+  /** After a chat's first answer, a worker with nothing else to do asks the model for a short title. */
+  @Transform(toBoolean)
+  @IsBoolean()
+  TITLES = true;
+
   /** A session's history expires this long after its last write. */
   @Transform(toInt)
   @IsInt()
@@ -401,6 +428,12 @@ export function validateEnvironment(raw: EnvironmentInput): Environment {
   }
   const env = plainToInstance(Environment, picked, { exposeDefaultValues: true });
   const errors = validateSync(env, { skipMissingProperties: false });
+  if (env.CONTEXT_RESERVE_TOKENS >= env.OLLAMA_NUM_CTX / 2 && errors.length === 0) {
+    // a conversation needs at least half of the window, or every long message would be refused
+    throw new Error(
+      `Invalid configuration:\n  CONTEXT_RESERVE_TOKENS=${env.CONTEXT_RESERVE_TOKENS}: must be less than half of OLLAMA_NUM_CTX (${env.OLLAMA_NUM_CTX})`,
+    );
+  }
   if (errors.length > 0) {
     const lines = errors.map((e) => {
       const why = Object.values(e.constraints ?? {}).join('; ');

@@ -38,11 +38,16 @@ function expectFailure<T>(result: Decoded<T>, ...mustMention: (string | RegExp)[
 
 // One valid example of every event type; the Record type makes the compiler insist on all of them.
 const EVENT_EXAMPLES: { [K in ChatEventType]: Extract<ChatEvent, { type: K }>['payload'][] } = {
-  'chat.user_message': [{ ...ref, content: 'Hello "world" \n{}', createdAt: '2024-01-01T00:00:00.000Z' }],
+  'chat.user_message': [
+    { ...ref, content: 'Hello "world" \n{}', createdAt: '2024-01-01T00:00:00.000Z' },
+    { ...ref, content: 'again', createdAt: '2024-01-01T00:00:00.000Z', model: 'gpt-oss:120b', replaces: 'm-old' },
+  ],
   'chat.started': [
     { ...ref, attempt: 0 },
     { ...ref, attempt: 3 },
+    { ...ref, attempt: 1, contextMessages: 4, contextOmitted: true },
   ],
+  'chat.title': [{ ...ref, title: 'Redis Streams in two sentences' }],
   'chat.thinking': [
     { ...ref, delta: 'Let me think' },
     { ...ref, delta: '' },

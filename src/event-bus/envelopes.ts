@@ -69,15 +69,19 @@ export interface FailureReason {
 }
 
 export interface ChatEventMap {
-  'chat.user_message': MessageRef & { content: string; createdAt: string };
-  'chat.started': MessageRef & { attempt: number };
+  /** `replaces`: regenerate/edit: that earlier message (question and answer) is gone from the conversation. */
+  'chat.user_message': MessageRef & { content: string; createdAt: string; model?: string; replaces?: string };
+  /** `contextMessages`: earlier messages sent to the model; `contextOmitted`: older ones left out to fit its window. */
+  'chat.started': MessageRef & { attempt: number; contextMessages?: number; contextOmitted?: boolean };
   'chat.thinking': MessageRef & { delta: string };
   'chat.delta': MessageRef & { delta: string };
-  'chat.completed': MessageRef & { content: string; thinking?: string; usage: Usage };
+  'chat.completed': MessageRef & { content: string; thinking?: string; usage: Usage; model?: string };
   'chat.failed': MessageRef & { error: FailureReason };
   'chat.cancelled': MessageRef;
   /** While nothing streams: why (not logged for resume; at most every few seconds). */
   'chat.status': MessageRef & { state: StatusState; detail: string; ahead?: number };
+  /** A short title for the conversation, written by the model after its first answer (messageId: that answer's). */
+  'chat.title': MessageRef & { title: string };
 }
 export type StatusState = 'queued' | 'waiting_for_model' | 'retrying';
 export const STATUS_STATES: readonly StatusState[] = ['queued', 'waiting_for_model', 'retrying'];
@@ -95,6 +99,7 @@ export const CHAT_EVENT_TYPES: readonly ChatEventType[] = [
   'chat.failed',
   'chat.cancelled',
   'chat.status',
+  'chat.title',
 ];
 
 /** The events that end a message: exactly one of them per accepted message. */
@@ -137,6 +142,7 @@ function parseEnvelope(fields: readonly string[]): Decoded<{ type: string; data:
 type Check = (v: unknown) => string | null;
 const str: Check = (v) => (typeof v === 'string' ? null : 'must be a string');
 const id: Check = (v) => (isValidId(v) ? null : 'must be an id');
+const bool: Check = (v) => (typeof v === 'boolean' ? null : 'must be a boolean');
 const posInt: Check = (v) => (Number.isInteger(v) && (v as number) >= 0 ? null : 'must be a non-negative integer');
 const optional =
   (c: Check): Check =>
@@ -168,8 +174,8 @@ const COMMAND_SHAPES: { [K in CommandType]: Record<string, Check> } = {
 };
 
 const EVENT_SHAPES: { [K in ChatEventType]: Record<string, Check> } = {
-  'chat.user_message': { ...ref, content: str, createdAt: str },
-  'chat.started': { ...ref, attempt: posInt },
+  'chat.user_message': { ...ref, content: str, createdAt: str, model: optional(str), replaces: optional(id) },
+  'chat.started': { ...ref, attempt: posInt, contextMessages: optional(posInt), contextOmitted: optional(bool) },
   'chat.thinking': { ...ref, delta: str },
   'chat.delta': { ...ref, delta: str },
   'chat.completed': {
@@ -177,10 +183,12 @@ const EVENT_SHAPES: { [K in ChatEventType]: Record<string, Check> } = {
     content: str,
     thinking: optional(str),
     usage: object({ promptTokens: posInt, completionTokens: posInt }),
+    model: optional(str),
   },
   'chat.failed': { ...ref, error: object({ code: str, message: str }) },
   'chat.cancelled': ref,
   'chat.status': { ...ref, state: oneOf(STATUS_STATES), detail: str, ahead: optional(posInt) },
+  'chat.title': { ...ref, title: str },
 };
 
 function isKey<T extends object>(map: T, key: string): key is Extract<keyof T, string> {

@@ -8,7 +8,7 @@ import { SessionKeys } from './stream-names';
  * registered on a connection with ioredis `defineCommand` (EVALSHA, loaded again by ioredis after
  * NOSCRIPT). Every script starts with `clock.lua`; state scripts also share `lib.lua` and one key list; every one touches one partition's slot.
  */
-const STATE_SCRIPTS = ['send', 'start', 'emit', 'finish', 'cancel', 'clear', 'lost'] as const;
+const STATE_SCRIPTS = ['send', 'start', 'emit', 'finish', 'cancel', 'clear', 'lost', 'title'] as const;
 const OTHER_SCRIPTS = { release: 1, heartbeat: 1, alive: 1, forget: 1, leave_group: 1 } as const;
 
 export type StateScript = (typeof STATE_SCRIPTS)[number];

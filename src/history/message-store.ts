@@ -4,6 +4,7 @@ import { ChatEvent, encodeEnvelope, FailureReason } from '../event-bus/envelopes
 import { RedisConnections } from '../event-bus/redis-connections';
 import { runScript, ScriptReply, stateKeys, StateScript } from '../event-bus/scripts';
 import { KeyLayout, WORKER_GROUP } from '../event-bus/stream-names';
+import { countTokens, MESSAGE_FRAME_TOKENS } from './token-count';
 import {
   ContextMessage,
   FinalStatus,
@@ -25,10 +26,40 @@ export type SendOutcome =
   | { result: 'duplicate'; messageId: string }
   | { result: 'revoked' }
   | { result: 'backlog_full'; backlog: number }
-  | { result: 'queue_full'; waiting: number };
+  | { result: 'queue_full'; waiting: number }
+  /** regenerate/edit: the message to replace is no longer the session's last, or has not ended. */
+  | { result: 'not_last' }
+  | { result: 'not_ended' };
+
+/** What a send stores besides the user part. */
+export interface SendOptions {
+  /** The message's token count (docs/design.md, "Context window"). */
+  tokens: number;
+  /** Regenerate and edit: the session's last message, replaced by this one. */
+  replaces: string | null;
+}
+
+/** What went into the model's context (chat.started says the same). */
+export interface ContextInfo {
+  /** Earlier messages sent with this one. */
+  messages: number;
+  /** Older completed turns were left out to fit the window. */
+  omitted: boolean;
+  /** Estimated tokens of the message and the turns sent, frames included (not the system prompt). */
+  tokens: number;
+}
 
 export type StartOutcome =
-  | { result: 'started'; attempt: number; eventId: string; user: StoredUserPart | null; context: ContextMessage[] }
+  | {
+      result: 'started';
+      attempt: number;
+      eventId: string;
+      user: StoredUserPart | null;
+      context: ContextMessage[];
+      contextInfo: ContextInfo;
+      /** The session's first message, and the session has no title yet. */
+      untitled: boolean;
+    }
   | { result: 'ended'; status: string }
   | { result: 'cancelled'; eventId: string }
   | { result: 'gone' }
@@ -46,6 +77,13 @@ export type CancelOutcome =
 export type ProgressEvent = Extract<ChatEvent, { type: 'chat.thinking' | 'chat.delta' | 'chat.status' }>;
 /** The event that ends a message, as its worker writes it. */
 export type FinalEvent = Extract<ChatEvent, { type: 'chat.completed' | 'chat.failed' | 'chat.cancelled' }>;
+
+/** A context budget that never binds: the message cap alone chooses the turns. */
+export const UNLIMITED_CONTEXT = 1_000_000_000;
+
+function defaultSendOptions(user: StoredUserPart): SendOptions {
+  return { tokens: countTokens(user.content), replaces: null };
+}
 
 /** How long a deleted conversation's mark stays: workers on its messages finish long before. */
 const DELETED_MARK_SECONDS = 3600;
@@ -101,8 +139,20 @@ export class MessageStore {
     return runScript(this.redis.commands, name, stateKeys(session), [...common, ...args]);
   }
 
-  async send(ref: MessageRef, clientMessageId: string | null, user: StoredUserPart): Promise<SendOutcome> {
-    const event = JSON.stringify({ sessionId: ref.sessionId, messageId: ref.messageId, content: user.content, createdAt: user.createdAt });
+  async send(
+    ref: MessageRef,
+    clientMessageId: string | null,
+    user: StoredUserPart,
+    options: SendOptions = defaultSendOptions(user),
+  ): Promise<SendOutcome> {
+    const event = JSON.stringify({
+      sessionId: ref.sessionId,
+      messageId: ref.messageId,
+      content: user.content,
+      createdAt: user.createdAt,
+      ...(user.model ? { model: user.model } : {}),
+      ...(options.replaces ? { replaces: options.replaces } : {}),
+    });
     const staleMs = this.config.history.ttlSeconds * 1000;
     const { result, values } = await this.run('send', ref, [
       clientMessageId ?? '',
@@ -112,6 +162,8 @@ export class MessageStore {
       this.partitionBacklogBound,
       this.config.limits.maxQueuedPerSession,
       staleMs,
+      options.tokens,
+      options.replaces ?? '',
     ]);
     switch (result) {
       case 'queued':
@@ -124,6 +176,9 @@ export class MessageStore {
         return { result, backlog: Number(values[0]) };
       case 'queue_full':
         return { result, waiting: Number(values[0]) };
+      case 'not_last':
+      case 'not_ended':
+        return { result };
     }
     throw new Error(`unexpected send result ${result}`);
   }
@@ -132,26 +187,39 @@ export class MessageStore {
    * `heldAttempt`: the attempt a retrying worker still holds (null for a first start or a takeover).
    * `attemptFloor`: an attempt Redis lost (RedisRewoundError): the new one is above it, so clients
    * that saw the lost attempt's `chat.started` discard what it streamed.
+   * `contextBudget`: tokens this message and its earlier turns may take (frames included); the
+   * script fits the newest turns into it (docs/design.md, "Context window").
    */
-  async start(ref: MessageRef, entryId: string, consumer: string, heldAttempt: number | null, attemptFloor = 0): Promise<StartOutcome> {
+  async start(
+    ref: MessageRef,
+    entryId: string,
+    consumer: string,
+    heldAttempt: number | null,
+    attemptFloor = 0,
+    contextBudget = UNLIMITED_CONTEXT,
+  ): Promise<StartOutcome> {
     const empty: StoredAssistantPart = { content: '', createdAt: new Date().toISOString() };
     const { result, values } = await this.run('start', ref, [
       entryId,
       consumer,
       JSON.stringify(empty),
-      this.config.history.contextMessages,
+      this.config.context.maxMessages,
       heldAttempt === null ? '' : heldAttempt,
       attemptFloor,
+      Math.floor(contextBudget),
+      MESSAGE_FRAME_TOKENS,
     ]);
     switch (result) {
       case 'started': {
-        const [attempt, eventId, user, ...turns] = values;
+        const [attempt, eventId, user, sent, omitted, untitled, used, ...turns] = values;
         return {
           result,
           attempt: Number(attempt),
           eventId: String(eventId),
           user: parseUserPart(asString(user)),
-          context: toContext(turns, this.config.history.contextMessages),
+          context: toContext(turns),
+          contextInfo: { messages: Number(sent), omitted: Number(omitted) === 1, tokens: Number(used) },
+          untitled: Number(untitled) === 1,
         };
       }
       case 'ended':
@@ -188,6 +256,8 @@ export class MessageStore {
     part: StoredAssistantPart,
     event: FinalEvent,
     deadLetter: Record<string, unknown> | null = null,
+    /** The reply's token count (completed answers), for fitting later contexts. */
+    tokens: number | null = null,
   ): Promise<FinishOutcome> {
     const status = event.type.slice('chat.'.length) as FinalStatus;
     const { result, values } = await this.run('finish', ref, [
@@ -197,6 +267,7 @@ export class MessageStore {
       JSON.stringify(part),
       JSON.stringify(event.payload),
       deadLetter ? JSON.stringify(deadLetter) : '',
+      tokens ?? '',
     ]);
     if (result === 'completed' || result === 'failed' || result === 'cancelled') return { result, eventId: String(values[0]) };
     if (result === 'ended') return { result, status: String(values[0]) };
@@ -229,8 +300,28 @@ export class MessageStore {
     throw new Error(`unexpected lost result ${result}`);
   }
 
+  /** Stores the conversation's title and writes chat.title, unless the conversation is gone. */
+  async setTitle(ref: MessageRef, title: string): Promise<'titled' | 'gone'> {
+    const { result } = await this.run('title', ref, [title, JSON.stringify({ ...ref, title })]);
+    if (result === 'titled' || result === 'gone') return result;
+    throw new Error(`unexpected title result ${result}`);
+  }
+
+  /** What a message's sender sent, with its token count (regenerate sends it again); null when unknown. */
+  async userPart(ref: MessageRef): Promise<{ user: StoredUserPart; tokens: number | null } | null> {
+    const { hash } = this.keys.session(ref.sessionId);
+    const [raw, tokens] = await this.redis.commands.hmget(hash, `${ref.messageId}:user`, `${ref.messageId}:ut`);
+    const user = parseUserPart(raw);
+    return user ? { user, tokens: tokens && /^\d+$/.test(tokens) ? Number(tokens) : null } : null;
+  }
+
   /** The whole retained conversation, oldest first. */
   async history(sessionId: string): Promise<HistoryMessage[]> {
+    return (await this.conversation(sessionId)).messages;
+  }
+
+  /** The whole retained conversation, oldest first, and the title the model gave it. */
+  async conversation(sessionId: string): Promise<{ messages: HistoryMessage[]; title: string | null }> {
     const keys = this.keys.session(sessionId);
     const [order, all] = await Promise.all([this.redis.commands.lrange(keys.order, 0, -1), this.redis.commands.hgetall(keys.hash)]);
     const messages: HistoryMessage[] = [];
@@ -241,7 +332,14 @@ export class MessageStore {
       const user = parseUserPart(all[`${messageId}:user`]);
       if (!user) continue;
       const status = parseStatus(all[`${messageId}:status`]);
-      messages.push({ messageId, role: 'user', content: user.content, status, createdAt: user.createdAt });
+      messages.push({
+        messageId,
+        role: 'user',
+        content: user.content,
+        status,
+        createdAt: user.createdAt,
+        ...(user.model ? { model: user.model } : {}),
+      });
       const reply = parseAssistantPart(all[`${messageId}:assistant`]);
       if (!reply) continue;
       const resumeFrom = all[`${messageId}:resume`];
@@ -253,10 +351,11 @@ export class MessageStore {
         createdAt: reply.createdAt,
         ...(reply.thinking ? { thinking: reply.thinking } : {}),
         ...(reply.error ? { error: reply.error } : {}),
+        ...(reply.model ? { model: reply.model } : {}),
         ...(status === 'streaming' && resumeFrom ? { resumeFrom } : {}),
       });
     }
-    return messages;
+    return { messages, title: all.title || null };
   }
 }
 
@@ -273,8 +372,8 @@ function asString(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
 }
 
-/** start.lua's earlier turns (user, assistant pairs, oldest first) as model context, newest `limit` messages kept. */
-function toContext(turns: unknown[], limit: number): ContextMessage[] {
+/** start.lua's fitted earlier turns (user, assistant pairs, oldest first) as model context. */
+function toContext(turns: unknown[]): ContextMessage[] {
   const context: ContextMessage[] = [];
   for (let i = 0; i + 1 < turns.length; i += 2) {
     const user = parseUserPart(asString(turns[i]));
@@ -282,5 +381,5 @@ function toContext(turns: unknown[], limit: number): ContextMessage[] {
     if (!user || !reply) continue;
     context.push({ role: 'user', content: user.content }, { role: 'assistant', content: reply.content });
   }
-  return limit > 0 ? context.slice(-limit) : [];
+  return context;
 }

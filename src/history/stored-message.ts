@@ -9,6 +9,8 @@ export interface StoredUserPart {
   content: string;
   createdAt: string;
   think?: ThinkLevel;
+  /** The model asked for (absent: the default model). */
+  model?: string;
 }
 
 /** The reply, stored in field `<messageId>:assistant` once a worker has started on it. */
@@ -18,6 +20,8 @@ export interface StoredAssistantPart {
   thinking?: string;
   usage?: Usage;
   error?: FailureReason;
+  /** The model that answered. */
+  model?: string;
   /** While streaming: the eventId of the last event this partial content includes. */
   resumeFrom?: string;
 }
@@ -31,6 +35,8 @@ export interface HistoryMessage {
   createdAt: string;
   thinking?: string;
   error?: FailureReason;
+  /** User: the model asked for; assistant: the model that answered. */
+  model?: string;
   /** While streaming: the eventId after which the events of this partial answer continue. */
   resumeFrom?: string;
 }
@@ -55,7 +61,8 @@ export function parseUserPart(raw: string | null | undefined): StoredUserPart | 
   const o = parseObject(raw);
   if (!o || typeof o.content !== 'string' || typeof o.createdAt !== 'string') return null;
   const think = o.think === 'low' || o.think === 'medium' || o.think === 'high' ? o.think : undefined;
-  return { content: o.content, createdAt: o.createdAt, ...(think ? { think } : {}) };
+  const model = typeof o.model === 'string' && o.model ? o.model : undefined;
+  return { content: o.content, createdAt: o.createdAt, ...(think ? { think } : {}), ...(model ? { model } : {}) };
 }
 
 export function parseAssistantPart(raw: string | null | undefined): StoredAssistantPart | null {
@@ -63,6 +70,7 @@ export function parseAssistantPart(raw: string | null | undefined): StoredAssist
   if (!o || typeof o.content !== 'string' || typeof o.createdAt !== 'string') return null;
   const part: StoredAssistantPart = { content: o.content, createdAt: o.createdAt };
   if (typeof o.thinking === 'string' && o.thinking) part.thinking = o.thinking;
+  if (typeof o.model === 'string' && o.model) part.model = o.model;
   if (typeof o.resumeFrom === 'string' && /^\d+-\d+$/.test(o.resumeFrom)) part.resumeFrom = o.resumeFrom;
   const usage = o.usage as Record<string, unknown> | undefined;
   if (usage && isCount(usage.promptTokens) && isCount(usage.completionTokens)) {

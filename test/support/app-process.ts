@@ -54,6 +54,8 @@ export class AppProcess {
         PORT: '0',
         LOG_LEVEL: 'info',
         RATE_LIMIT_NEW_SESSIONS_PER_MINUTE: '0',
+        // Titles are extra model requests after a chat's first answer: off unless a test is about them.
+        TITLES: 'false',
         ...options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

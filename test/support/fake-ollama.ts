@@ -13,9 +13,10 @@
  * GET|HEAD /api/version, GET|HEAD /. Known paths with another method answer 405 and unknown
  * paths 404, both as plain text, like Ollama's gin router.
  */
+import { countTokens as countO200k } from 'gpt-tokenizer/encoding/o200k_base';
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { countWords, cutConnection, joinChunks, pause, planStream, readBody, ScriptedFakeServer } from './scripted-fake-server';
+import { cutConnection, joinChunks, pause, planStream, readBody, ScriptedFakeServer } from './scripted-fake-server';
 import type { Exchange, RecordedRequest, ScriptSource, StreamPlan, StreamScript, TextChunk } from './scripted-fake-server';
 
 // ---------------------------------------------------------------------------------------------
@@ -71,6 +72,12 @@ export type ChatScriptSource = ScriptSource<ChatScript, ChatRequestBody>;
 export interface FakeOllamaOptions {
   /** Models the server "has". Default: ['gpt-oss:20b']. */
   models?: string[];
+  /**
+   * A prompt larger than the request's num_ctx (default 4096, Ollama's) is an overflow: a real
+   * Ollama would silently drop its beginning. The fake answers 500 and stop() throws, failing the
+   * suite, unless the test expects overflows.
+   */
+  allowOverflow?: boolean;
   /** Delay between streamed chunks when a script does not set one. Default: 0. */
   defaultTokenDelayMs?: number;
   /** Delay between /api/pull progress lines. Default: 5. */
@@ -166,7 +173,7 @@ function planReply(script: ChatScript, request: ChatRequestBody, defaultTokenDel
     errorMessage: script.errorMessage ?? DEFAULT_ERROR_MESSAGE,
     status: script.status,
     hang: script.hang ?? false,
-    promptEvalCount: script.promptEvalCount ?? countWords(request.messages),
+    promptEvalCount: script.promptEvalCount ?? promptTokens(request.messages),
     evalCount: script.evalCount ?? stream.chunks.length,
   };
 }
@@ -481,7 +488,27 @@ async function readJsonObject(exchange: Exchange, goType: string): Promise<Recor
 // The server
 // ---------------------------------------------------------------------------------------------
 
+/** Ollama's num_ctx when a request sets none. */
+export const OLLAMA_DEFAULT_NUM_CTX = 4096;
+
+/**
+ * The prompt's size as the model sees it: gpt-oss's tokenizer (o200k) over every message's text, with
+ * harmony's frame of each message (`<|start|>role<|message|>…<|end|>`). Below the app's own estimate,
+ * which adds the system header Ollama writes: a prompt the app fitted never overflows here.
+ */
+export function promptTokens(messages: ChatMessage[]): number {
+  return messages.reduce((total, m) => total + countO200k(m.content) + 4, 0);
+}
+
+export interface Overflow {
+  promptTokens: number;
+  numCtx: number;
+}
+
 export class FakeOllama extends ScriptedFakeServer<ChatScript, RecordedChatRequest> {
+  /** Prompts that did not fit their num_ctx: each one fails the suite at stop() unless allowOverflow. */
+  readonly overflows: Overflow[] = [];
+  private readonly allowOverflow: boolean;
   private readonly defaultTokenDelayMs: number;
   private readonly pullDelayMs: number;
 
@@ -496,6 +523,7 @@ export class FakeOllama extends ScriptedFakeServer<ChatScript, RecordedChatReque
 
   constructor(options: FakeOllamaOptions = {}) {
     super('FakeOllama', options.models ?? [DEFAULT_MODEL]);
+    this.allowOverflow = options.allowOverflow ?? false;
     this.defaultTokenDelayMs = options.defaultTokenDelayMs ?? 0;
     this.pullDelayMs = options.pullDelayMs ?? DEFAULT_PULL_DELAY_MS;
   }
@@ -508,6 +536,15 @@ export class FakeOllama extends ScriptedFakeServer<ChatScript, RecordedChatReque
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const handler = handlers[method];
     return handler ? handler(exchange) : sendText(res, 405, '405 method not allowed');
+  }
+
+  /** Stops the server; throws when a prompt overflowed its num_ctx and the test did not expect it. */
+  override async stop(): Promise<void> {
+    await super.stop();
+    if (this.overflows.length > 0 && !this.allowOverflow) {
+      const seen = this.overflows.map((o) => `${o.promptTokens} > ${o.numCtx}`).join(', ');
+      throw new Error(`FakeOllama: ${this.overflows.length} prompt(s) exceeded num_ctx (${seen}): Ollama would have cut them silently`);
+    }
   }
 
   protected sendServerError(res: ServerResponse, message: string): void {
@@ -535,6 +572,16 @@ export class FakeOllama extends ScriptedFakeServer<ChatScript, RecordedChatReque
     }
     // Checked before a script is consumed: Ollama answers this without generating anything.
     if (request.messages.length === 0) return sendJson(exchange.res, 200, loadResponse(request.model));
+    const numCtx = typeof request.options?.num_ctx === 'number' ? request.options.num_ctx : OLLAMA_DEFAULT_NUM_CTX;
+    const size = promptTokens(request.messages);
+    if (size > numCtx) {
+      this.overflows.push({ promptTokens: size, numCtx });
+      return sendError(
+        exchange.res,
+        500,
+        `fake-ollama: a prompt of ${size} tokens exceeds num_ctx ${numCtx} (Ollama would drop its beginning)`,
+      );
+    }
 
     const plan = planReply(this.nextScript(request) ?? {}, request, this.defaultTokenDelayMs);
     if (plan.status !== undefined) return sendError(exchange.res, plan.status, plan.errorMessage);

@@ -5,6 +5,10 @@ export interface GenerationRequest {
   /** System prompt first, then earlier turns, then the user's message. */
   messages: { role: 'system' | 'user' | 'assistant'; content: string }[];
   think?: ThinkLevel;
+  /** The model to ask (absent: the provider's configured default). */
+  model?: string;
+  /** At most this many tokens of answer (short jobs such as titles). */
+  maxTokens?: number;
 }
 
 /** What a provider yields while generating; providers never see Redis or sockets. */
@@ -22,6 +26,8 @@ export interface AiProvider {
   /** Streams one generation. Aborting `signal` must stop the upstream request at once. */
   stream(request: GenerationRequest, signal: AbortSignal): AsyncIterable<GenerationChunk>;
   health(): Promise<ProviderHealth>;
+  /** The models the provider can answer with (Ollama /api/tags, OpenAI /v1/models). Throws when it cannot be reached. */
+  listModels(): Promise<string[]>;
 }
 
 /** Injection token for the configured provider. */

@@ -12,7 +12,14 @@ export function tokenize(text: string): string[] {
 export class MockProvider implements AiProvider {
   readonly name = 'mock';
 
-  constructor(private readonly tokenDelayMs: number) {}
+  constructor(
+    private readonly tokenDelayMs: number,
+    private readonly model = 'mock',
+  ) {}
+
+  listModels(): Promise<string[]> {
+    return Promise.resolve([this.model]);
+  }
 
   static replyFor(request: GenerationRequest): { thinking: string; content: string } {
     const last = [...request.messages].reverse().find((m) => m.role === 'user')?.content ?? '';

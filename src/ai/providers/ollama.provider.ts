@@ -17,6 +17,8 @@ export class OllamaProvider implements AiProvider {
   constructor(
     private readonly host: string,
     private readonly model: string,
+    /** OLLAMA_NUM_CTX: Ollama's own default (2048 to 4096 by version) would cut long conversations silently. */
+    private readonly numCtx: number,
   ) {
     const url = new URL(host);
     url.username = '';
@@ -29,15 +31,17 @@ export class OllamaProvider implements AiProvider {
     // client's own abort() only reaches a stream once its headers arrived, and Ollama sends none
     // while the model loads or the request is queued; a timeout or cancel must end it then too.
     const client = new Ollama({ host: this.host, fetch: this.transport.fetchWith(signal) });
-    const ctx = { host: this.shownHost, model: this.model, receivedAny: false };
+    const model = request.model ?? this.model;
+    const ctx = { host: this.shownHost, model, receivedAny: false };
     const onAbort = () => client.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal.aborted) return;
       const response = await client.chat({
-        model: this.model,
+        model,
         messages: request.messages,
         stream: true,
+        options: { num_ctx: this.numCtx, ...(request.maxTokens ? { num_predict: request.maxTokens } : {}) },
         ...(request.think ? { think: request.think } : {}),
       });
       for await (const chunk of response) {
@@ -51,6 +55,12 @@ export class OllamaProvider implements AiProvider {
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  async listModels(): Promise<string[]> {
+    const client = new Ollama({ host: this.host, fetch: this.transport.fetchWith(AbortSignal.timeout(2000)) });
+    const { models } = await client.list();
+    return models.map((m) => m.name);
   }
 
   async health(): Promise<ProviderHealth> {

@@ -63,7 +63,8 @@ export class OpenAiProvider implements AiProvider {
   }
 
   async *stream(request: GenerationRequest, signal: AbortSignal): AsyncIterable<GenerationChunk> {
-    const ctx = { model: this.options.model, apiKey: this.options.apiKey, receivedAny: false };
+    const model = request.model ?? this.options.model;
+    const ctx = { model, apiKey: this.options.apiKey, receivedAny: false };
     let usage: Usage | null = null;
     let finished = false;
     try {
@@ -72,8 +73,9 @@ export class OpenAiProvider implements AiProvider {
       // request on vLLM, a model loading in LM Studio): aborting it closes the connection.
       const stream = await this.client.chat.completions.create(
         {
-          model: this.options.model,
+          model,
           messages: request.messages,
+          ...(request.maxTokens ? { max_tokens: request.maxTokens } : {}),
           stream: true,
           stream_options: { include_usage: true },
           // gpt-oss and the other reasoning models take the app's think levels as they are.
@@ -125,9 +127,9 @@ export class OpenAiProvider implements AiProvider {
   }
 
   /** The model ids the server serves (GET /v1/models). */
-  async listModels(signal?: AbortSignal): Promise<string[]> {
+  async listModels(signal: AbortSignal = AbortSignal.timeout(HEALTH_TIMEOUT_MS)): Promise<string[]> {
     const ids: string[] = [];
-    for await (const entry of this.client.models.list(signal ? { signal } : undefined)) ids.push(entry.id);
+    for await (const entry of this.client.models.list({ signal })) ids.push(entry.id);
     return ids;
   }
 

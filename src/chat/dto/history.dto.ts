@@ -26,6 +26,8 @@ export class HistoryMessageDto {
   thinking?: string;
   @ApiPropertyOptional({ type: FailureReasonDto })
   error?: FailureReasonDto;
+  @ApiPropertyOptional({ description: 'User: the model asked for (absent: the default); assistant: the model that answered' })
+  model?: string;
   @ApiPropertyOptional({ description: 'On an answer still streaming: the eventId its partial content reaches' })
   resumeFrom?: string;
 }
@@ -41,6 +43,8 @@ export class HistoryResponseDto {
     description: 'Resume the live events after this id (Socket.IO auth.lastEventId, SSE Last-Event-ID) to continue where this history ends',
   })
   lastEventId: string | null;
+  @ApiPropertyOptional({ description: 'A short title the model wrote after the first answer' })
+  title?: string;
 }
 
 export class ErrorResponseDto {

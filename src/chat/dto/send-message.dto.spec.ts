@@ -83,7 +83,7 @@ describe('SendMessageDto', () => {
   });
 
   describe('unknown fields', () => {
-    it.each(['role', 'messageId', 'status', 'model', 'system', 'constructor_'])('rejects %j, naming it', async (field) => {
+    it.each(['role', 'messageId', 'status', 'priority', 'system', 'constructor_'])('rejects %j, naming it', async (field) => {
       await expectRejected({ ...base, [field]: 'x' }, field, 'should not exist');
     });
 

@@ -10,17 +10,11 @@ import { ID_PATTERN, ID_RULE } from '../../event-bus/stream-names';
  */
 const VISIBLE_CHARACTER = /[^\s\p{Cc}\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]/u;
 
-/** Fields a message carries, over HTTP and Socket.IO alike. */
-export class MessageInputDto {
-  @ApiProperty({
-    description: 'The user message (at most MAX_MESSAGE_CHARS characters)',
-    example: 'Explain Redis Streams in two sentences.',
-  })
-  @IsString()
-  // The length limit (MAX_MESSAGE_CHARS) is a runtime setting, checked by ChatService.
-  @Matches(VISIBLE_CHARACTER, { message: 'content must not be empty' })
-  content: string;
+/** Model names as Ollama and OpenAI-compatible servers spell them (`gpt-oss:20b`, `openai/gpt-oss-20b`). */
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$/;
 
+/** The options of a message: a regenerate carries these alone. */
+export class MessageOptionsDto {
   @ApiPropertyOptional({
     description: 'Makes the send idempotent: repeating it in the same session returns the same messageId and queues nothing new',
     example: 'c-0001',
@@ -34,6 +28,24 @@ export class MessageInputDto {
   @IsOptional()
   @IsIn(THINK_LEVELS)
   think?: ThinkLevel;
+
+  @ApiPropertyOptional({ description: 'A model of GET /models (default: the configured model)', example: 'gpt-oss:20b' })
+  @IsOptional()
+  @IsString()
+  @Matches(MODEL_NAME, { message: 'model must be a model name of GET /models' })
+  model?: string;
+}
+
+/** Fields a message carries, over HTTP and Socket.IO alike. */
+export class MessageInputDto extends MessageOptionsDto {
+  @ApiProperty({
+    description: 'The user message (at most MAX_MESSAGE_CHARS characters)',
+    example: 'Explain Redis Streams in two sentences.',
+  })
+  @IsString()
+  // The length limit (MAX_MESSAGE_CHARS) is a runtime setting, checked by ChatService.
+  @Matches(VISIBLE_CHARACTER, { message: 'content must not be empty' })
+  content: string;
 }
 
 export class SendMessageDto extends MessageInputDto {
@@ -52,4 +64,22 @@ export class SendMessageResponseDto {
   sessionId: string;
   @ApiProperty({ enum: ['queued'], example: 'queued' })
   status: 'queued';
+  @ApiPropertyOptional({ description: 'Regenerate and edit: the message this one replaced (question and answer)' })
+  replaces?: string;
+}
+
+/** Socket.IO `chat.regenerate`: the session's last message asked again. */
+export class RegenerateMessageDto extends MessageOptionsDto {
+  @ApiProperty({ description: "The session's last message (it must have ended)", example: '0a7d6c1e-9d8b-4f1e-8f5e-2b9c3d4e5f60' })
+  @IsString()
+  @Matches(ID_PATTERN, { message: `messageId ${ID_RULE}` })
+  messageId: string;
+}
+
+/** Socket.IO `chat.edit`: the session's last message replaced by new text. */
+export class EditMessageDto extends MessageInputDto {
+  @ApiProperty({ description: "The session's last message (it must have ended)", example: '0a7d6c1e-9d8b-4f1e-8f5e-2b9c3d4e5f60' })
+  @IsString()
+  @Matches(ID_PATTERN, { message: `messageId ${ID_RULE}` })
+  messageId: string;
 }

@@ -5,6 +5,9 @@
 --   ARGV: 1 sessionId, 2 messageId, 3 history TTL (s), 4 STREAM_MAX_LEN, 5 SESSION_EVENTS_MAX_LEN, 6 group
 local SID, MID, TTL, MAXLEN, LOGMAXLEN, GROUP = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
+-- Every field a message keeps in the session hash (besides `c:<clientMessageId>`).
+local MESSAGE_FIELDS = { ':user', ':assistant', ':status', ':attempt', ':owner', ':cancel', ':resume', ':cid', ':ut', ':at' }
+
 local function isFinal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
 
 -- Ids are checked before they reach Redis ([A-Za-z0-9_-]), so they need no JSON escaping.

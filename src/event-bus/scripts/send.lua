@@ -1,12 +1,20 @@
 -- SEND: accepts a user message. ARGV 7 clientMessageId ('' = none), 8 user part (JSON),
 -- 9 chat.user_message data (JSON), 10 turns kept, 11 backlog bound of the partition,
--- 12 waiting messages allowed per session, 13 backlog entries older than this (ms) are stale.
+-- 12 waiting messages allowed per session, 13 backlog entries older than this (ms) are stale,
+-- 14 the message's token count, 15 the messageId it replaces ('' = none: regenerate and edit replace
+-- the session's last message, which must have ended).
 -- Returns {'queued', eventId, ahead} | {'duplicate', messageId} | {'revoked'} | {'backlog_full', n} | {'queue_full', n}
+--       | {'not_last'} | {'not_ended'}
 if redis.call('EXISTS', KEYS[9]) == 1 then return { 'revoked' } end
 local cid = ARGV[7]
 if cid ~= '' then
   local existing = redis.call('HGET', KEYS[1], 'c:' .. cid)
   if existing then return { 'duplicate', existing } end
+end
+local replace = ARGV[15]
+if replace ~= '' then
+  if redis.call('LINDEX', KEYS[2], -1) ~= replace then return { 'not_last' } end
+  if not isFinal(redis.call('HGET', KEYS[1], replace .. ':status')) then return { 'not_ended' } end
 end
 local bound = tonumber(ARGV[11])
 local backlog = redis.call('ZCARD', KEYS[7])
@@ -23,7 +31,14 @@ if active then
   if waiting >= tonumber(ARGV[12]) then return { 'queue_full', waiting } end
   ahead = waiting + 1
 end
-local fields = { MID .. ':user', ARGV[8], MID .. ':status', 'queued' }
+if replace ~= '' then
+  -- it ended, so it is in no stream, queue or backlog: its fields and its place in the order go
+  local gone = { 'c:' .. (redis.call('HGET', KEYS[1], replace .. ':cid') or '') }
+  for _, suffix in ipairs(MESSAGE_FIELDS) do gone[#gone + 1] = replace .. suffix end
+  redis.call('RPOP', KEYS[2])
+  redis.call('HDEL', KEYS[1], unpack(gone))
+end
+local fields = { MID .. ':user', ARGV[8], MID .. ':status', 'queued', MID .. ':ut', ARGV[14] }
 if cid ~= '' then
   fields[#fields + 1] = 'c:' .. cid
   fields[#fields + 1] = MID
@@ -57,7 +72,7 @@ if length > keep + slack then
   for i, id in ipairs(oldest) do
     if not isFinal(values[2 * i - 1]) then break end
     trimmed = i
-    for _, suffix in ipairs({ ':user', ':assistant', ':status', ':attempt', ':owner', ':cancel', ':resume', ':cid' }) do
+    for _, suffix in ipairs(MESSAGE_FIELDS) do
       gone[#gone + 1] = id .. suffix
     end
     -- its clientMessageId goes with it: a repeat that old is a new message

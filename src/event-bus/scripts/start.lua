@@ -1,8 +1,13 @@
 -- START: a worker begins (or, after a retry or a takeover, begins again) the head message.
--- ARGV 7 entry id, 8 consumer, 9 empty reply part (JSON), 10 earlier turns to return,
+-- ARGV 7 entry id, 8 consumer, 9 empty reply part (JSON), 10 most earlier messages to send,
 -- 11 the attempt the caller holds ('' = none: first start or takeover; a retry must still hold it),
--- 12 an attempt Redis lost (0 = none): the new attempt is above it.
--- Returns {'started', attempt, eventId, userPart, [user, assistant]... of completed earlier turns, oldest first}
+-- 12 an attempt Redis lost (0 = none): the new attempt is above it,
+-- 13 tokens the conversation may take (this message and earlier turns, each with its frame),
+-- 14 a message's frame tokens.
+-- The context is fitted here, so chat.started can say what went in: the newest earlier completed
+-- turns (question and answer together) while they fit the budget and the message cap.
+-- Returns {'started', attempt, eventId, userPart, contextMessages, omitted (0|1), untitled (0|1),
+--          tokens the conversation takes (frames included), [user, assistant]... of the turns sent, oldest first}
 --       | {'ended', status} | {'gone'} | {'cancelled', eventId} | {'fenced'}
 local st = redis.call('HMGET', KEYS[1], MID .. ':status', MID .. ':attempt', MID .. ':cancel', MID .. ':user', MID .. ':assistant')
 local status, attempt = st[1], tonumber(st[2] or '0')
@@ -22,29 +27,52 @@ if st[3] then
 end
 -- above an attempt Redis lost (ARGV 12), so it is never handed out twice
 attempt = math.max(attempt, tonumber(ARGV[12] or '0') or 0) + 1
-local id = emit('chat.started', '{' .. refJson(MID) .. ',"attempt":' .. attempt .. '}', true)
+
+-- A count missing (data older than token counting) is the part's stored size: an upper bound.
+local function tokens(mid, suffix, counted)
+  return tonumber(counted) or redis.call('HSTRLEN', KEYS[1], mid .. suffix)
+end
+local frame = tonumber(ARGV[14])
+local budget = tonumber(ARGV[13]) - tokens(MID, ':user', redis.call('HGET', KEYS[1], MID .. ':ut')) - frame
+local cap = tonumber(ARGV[10])
+local index = redis.call('LPOS', KEYS[2], MID) or 0
+local chosen, omitted = {}, 0
+if index > 0 then
+  -- every earlier message (the history is bounded by HISTORY_MAX_MESSAGES): failed and cancelled
+  -- turns are skipped, so they take no room from the completed ones
+  local earlier = redis.call('LRANGE', KEYS[2], 0, index - 1)
+  local fields = {}
+  for _, mid in ipairs(earlier) do
+    fields[#fields + 1] = mid .. ':status'
+    fields[#fields + 1] = mid .. ':ut'
+    fields[#fields + 1] = mid .. ':at'
+  end
+  local values = redis.call('HMGET', KEYS[1], unpack(fields))
+  -- newest first; stop at the first completed turn that does not fit (never a hole in the middle)
+  for i = #earlier, 1, -1 do
+    if values[3 * i - 2] == 'completed' then
+      local cost = tokens(earlier[i], ':user', values[3 * i - 1]) + tokens(earlier[i], ':assistant', values[3 * i]) + 2 * frame
+      if 2 * (#chosen + 1) > cap or cost > budget then
+        omitted = 1
+        break
+      end
+      budget = budget - cost
+      chosen[#chosen + 1] = earlier[i]
+    end
+  end
+end
+
+local started = '{' .. refJson(MID) .. ',"attempt":' .. attempt .. ',"contextMessages":' .. (2 * #chosen) ..
+  ',"contextOmitted":' .. (omitted == 1 and 'true' or 'false') .. '}'
+local id = emit('chat.started', started, true)
 -- the empty reply stands for exactly the events up to chat.started: a history reader resumes after it
 redis.call('HSET', KEYS[1], MID .. ':status', 'streaming', MID .. ':attempt', attempt, MID .. ':owner', ARGV[8],
   MID .. ':assistant', ARGV[9], MID .. ':resume', id)
-local reply = { 'started', attempt, id, st[4] }
-local index = redis.call('LPOS', KEYS[2], MID)
-local limit = tonumber(ARGV[10])
-if index and index > 0 and limit > 0 then
-  local from = index - limit
-  if from < 0 then from = 0 end
-  local earlier = redis.call('LRANGE', KEYS[2], from, index - 1)
-  local fields = {}
-  for _, id in ipairs(earlier) do
-    fields[#fields + 1] = id .. ':status'
-    fields[#fields + 1] = id .. ':user'
-    fields[#fields + 1] = id .. ':assistant'
-  end
-  local values = redis.call('HMGET', KEYS[1], unpack(fields))
-  for i = 1, #earlier do
-    if values[3 * i - 2] == 'completed' and values[3 * i - 1] and values[3 * i] then
-      reply[#reply + 1] = values[3 * i - 1]
-      reply[#reply + 1] = values[3 * i]
-    end
-  end
+local untitled = (index == 0 and redis.call('HEXISTS', KEYS[1], 'title') == 0) and 1 or 0
+local reply = { 'started', attempt, id, st[4], 2 * #chosen, omitted, untitled, tonumber(ARGV[13]) - budget }
+for i = #chosen, 1, -1 do
+  local parts = redis.call('HMGET', KEYS[1], chosen[i] .. ':user', chosen[i] .. ':assistant')
+  reply[#reply + 1] = parts[1]
+  reply[#reply + 1] = parts[2]
 end
 return reply
