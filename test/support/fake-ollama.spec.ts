@@ -5,7 +5,7 @@ import { expect } from '@jest/globals';
  */
 import { Ollama } from 'ollama';
 import type { ChatResponse } from 'ollama';
-import { DEFAULT_MODEL, FakeOllama, tokenize } from './fake-ollama';
+import { DEFAULT_MODEL, FakeOllama, OLLAMA_DEFAULT_NUM_CTX, promptTokens, tokenize } from './fake-ollama';
 
 const user = (content: string) => ({ role: 'user', content });
 
@@ -62,7 +62,8 @@ describe('FakeOllama with the real ollama client', () => {
         done: true,
         done_reason: 'stop',
         message: { role: 'assistant', content: '' },
-        prompt_eval_count: 3,
+        // o200k tokens of the prompt, with each message's frame
+        prompt_eval_count: promptTokens([user('hello there  world')]),
         eval_count: 5,
       });
       for (const field of ['total_duration', 'load_duration', 'prompt_eval_duration', 'eval_duration'] as const) {
@@ -91,7 +92,7 @@ describe('FakeOllama with the real ollama client', () => {
         done: true,
         done_reason: 'stop',
         message: { role: 'assistant', content: '42', thinking: 'Hm...' },
-        prompt_eval_count: 1,
+        prompt_eval_count: promptTokens([user('6*7?')]),
         eval_count: 4,
       });
     });
@@ -365,5 +366,30 @@ describe('FakeOllama lifecycle', () => {
     } finally {
       await fake.stop();
     }
+  });
+
+  it('refuses a prompt larger than its num_ctx (Ollama would cut it silently), and stop() then fails the suite', async () => {
+    const fake = new FakeOllama();
+    const client = new Ollama({ host: await fake.start() });
+    const long = 'stone river '.repeat(40);
+    expect(promptTokens([user(long)])).toBeGreaterThan(64);
+    await expect(client.chat({ model: DEFAULT_MODEL, messages: [user(long)], options: { num_ctx: 64 } })).rejects.toThrow(
+      /exceeds num_ctx 64/,
+    );
+    // without num_ctx, Ollama's default window applies
+    await expect(client.chat({ model: DEFAULT_MODEL, messages: [user(long)] })).resolves.toMatchObject({ done: true });
+    expect(fake.overflows).toEqual([{ promptTokens: promptTokens([user(long)]), numCtx: 64 }]);
+    expect(OLLAMA_DEFAULT_NUM_CTX).toBe(4096);
+    await expect(fake.stop()).rejects.toThrow(/1 prompt\(s\) exceeded num_ctx/);
+  });
+
+  it('lets a test that expects overflows stop cleanly', async () => {
+    const fake = new FakeOllama({ allowOverflow: true });
+    const client = new Ollama({ host: await fake.start() });
+    await expect(client.chat({ model: DEFAULT_MODEL, messages: [user('a b c d e f g h')], options: { num_ctx: 4 } })).rejects.toThrow(
+      /num_ctx/,
+    );
+    expect(fake.overflows).toHaveLength(1);
+    await expect(fake.stop()).resolves.toBeUndefined();
   });
 });
