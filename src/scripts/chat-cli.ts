@@ -9,7 +9,9 @@ import { terminalText, TerminalTextFilter } from './terminal-text';
  * Everything printed that came from the server (the answer above all: model output is untrusted)
  * goes through terminal-text first, so it cannot drive the terminal with escape sequences.
  */
-const USAGE = 'usage: npm run chat -- [--url http://localhost:3000] [--think low|medium|high] [--session ID --token TOKEN] "message"';
+const USAGE =
+  'usage: npm run chat -- [--url http://localhost:3000] [--think low|medium|high] [--model NAME] [--session ID --token TOKEN] "message"\n' +
+  '       npm run chat -- --models [--url http://localhost:3000]';
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -17,13 +19,16 @@ async function main(): Promise<void> {
     options: {
       url: { type: 'string', default: 'http://localhost:3000' },
       think: { type: 'string' },
+      model: { type: 'string' },
+      models: { type: 'boolean', default: false },
       session: { type: 'string' },
       token: { type: 'string' },
     },
   });
+  const url = values.url.replace(/\/+$/, '');
+  if (values.models) return listModels(url);
   const content = positionals.join(' ').trim();
   if (!content) throw new Error(USAGE);
-  const url = values.url.replace(/\/+$/, '');
 
   let sessionId = values.session;
   let token = values.token;
@@ -46,8 +51,10 @@ async function main(): Promise<void> {
   const thinkingText = new TerminalTextFilter();
   const answerText = new TerminalTextFilter();
   const done = new Promise<number>((resolve) => {
-    socket.on('chat.started', (e: { messageId: string; attempt: number }) => {
-      if (e.messageId !== messageId || !(e.attempt > 1)) return;
+    socket.on('chat.started', (e: { messageId: string; attempt: number; contextOmitted?: boolean }) => {
+      if (e.messageId !== messageId) return;
+      if (e.contextOmitted === true && e.attempt === 1) console.error('[earlier messages were left out to fit the model’s context window]');
+      if (!(e.attempt > 1)) return;
       // A retry starts both streams afresh; an unfinished sequence of the failed attempt is dropped.
       thinkingText.reset();
       answerText.reset();
@@ -65,11 +72,12 @@ async function main(): Promise<void> {
       thinking = false;
       process.stdout.write(answerText.write(String(e.delta)));
     });
-    socket.on('chat.completed', (e: { messageId: string; usage: { promptTokens: number; completionTokens: number } }) => {
+    socket.on('chat.completed', (e: { messageId: string; model?: string; usage: { promptTokens: number; completionTokens: number } }) => {
       if (e.messageId !== messageId) return;
       const { promptTokens, completionTokens } = e.usage;
+      const by = e.model ? `${terminalText(e.model)}, ` : '';
       console.log(
-        `\n\n[completed: ${terminalText(String(promptTokens))} prompt tokens, ${terminalText(String(completionTokens))} completion tokens]`,
+        `\n\n[completed: ${by}${terminalText(String(promptTokens))} prompt tokens, ${terminalText(String(completionTokens))} completion tokens]`,
       );
       resolve(0);
     });
@@ -83,13 +91,22 @@ async function main(): Promise<void> {
     });
   });
 
-  const ack = (await socket.emitWithAck('chat.send', { content, ...(values.think ? { think: values.think } : {}) })) as
-    { messageId: string } | { error: { message: string } };
+  const options = { ...(values.think ? { think: values.think } : {}), ...(values.model ? { model: values.model } : {}) };
+  const ack = (await socket.emitWithAck('chat.send', { content, ...options })) as { messageId: string } | { error: { message: string } };
   if ('error' in ack) throw new Error(ack.error.message);
   messageId = ack.messageId;
   const code = await done;
   socket.close();
   process.exit(code);
+}
+
+/** `--models`: what GET /models offers, the default marked. */
+async function listModels(url: string): Promise<void> {
+  const res = await fetch(`${url}/models`);
+  if (!res.ok) throw new Error(`GET /models answered ${res.status}: ${terminalText(await res.text())}`);
+  const list = (await res.json()) as { default: string; models: string[]; reachable: boolean };
+  for (const model of list.models) console.log(`${model === list.default ? '*' : ' '} ${terminalText(model)}`);
+  if (!list.reachable) console.error('(the model server could not be asked: this is the configured list)');
 }
 
 main().catch((err: unknown) => {
