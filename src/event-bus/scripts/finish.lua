@@ -22,8 +22,7 @@ if status == 'completed' and st[3] then
   status = 'cancelled'
   data = '{' .. refJson(MID) .. '}'
 end
-local id = conclude(MID, status, ARGV[10], data)
-if ARGV[13] and ARGV[13] ~= '' then redis.call('HSET', KEYS[1], MID .. ':at', ARGV[13]) end
+local id = conclude(MID, status, ARGV[10], data, ARGV[13])
 if status == 'failed' and ARGV[12] ~= '' then
   redis.call('XADD', KEYS[10], 'MAXLEN', '~', MAXLEN, '*', 'v', '1', 'type', 'chat.dead_letter', 'data', ARGV[12])
 end

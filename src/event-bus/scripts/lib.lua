@@ -43,9 +43,14 @@ end
 
 -- Ends a message: its final status and reply, its final event, out of the backlog, and, when it
 -- was the session's head, the next waiting message becomes the head and is queued for the workers.
-local function conclude(mid, status, part, data)
+-- `tokens`: the reply's token count (completed answers), kept for fitting later contexts.
+local function conclude(mid, status, part, data, tokens)
   -- (its owner, cancel and resume fields mean nothing once it has ended; they go when it is trimmed)
-  redis.call('HSET', KEYS[1], mid .. ':status', status, mid .. ':assistant', part)
+  if tokens and tokens ~= '' then
+    redis.call('HSET', KEYS[1], mid .. ':status', status, mid .. ':assistant', part, mid .. ':at', tokens)
+  else
+    redis.call('HSET', KEYS[1], mid .. ':status', status, mid .. ':assistant', part)
+  end
   local id = emit('chat.' .. status, data, true)
   redis.call('ZREM', KEYS[7], mid)
   if redis.call('HGET', KEYS[1], 'active') == mid then

@@ -9,7 +9,8 @@
 -- Returns {'started', attempt, eventId, userPart, contextMessages, omitted (0|1), untitled (0|1),
 --          tokens the conversation takes (frames included), [user, assistant]... of the turns sent, oldest first}
 --       | {'ended', status} | {'gone'} | {'cancelled', eventId} | {'fenced'}
-local st = redis.call('HMGET', KEYS[1], MID .. ':status', MID .. ':attempt', MID .. ':cancel', MID .. ':user', MID .. ':assistant')
+local st = redis.call('HMGET', KEYS[1], MID .. ':status', MID .. ':attempt', MID .. ':cancel', MID .. ':user', MID .. ':assistant',
+  MID .. ':ut')
 local status, attempt = st[1], tonumber(st[2] or '0')
 if not status then
   ack(ARGV[7])
@@ -33,7 +34,7 @@ local function tokens(mid, suffix, counted)
   return tonumber(counted) or redis.call('HSTRLEN', KEYS[1], mid .. suffix)
 end
 local frame = tonumber(ARGV[14])
-local budget = tonumber(ARGV[13]) - tokens(MID, ':user', redis.call('HGET', KEYS[1], MID .. ':ut')) - frame
+local budget = tonumber(ARGV[13]) - tokens(MID, ':user', st[6]) - frame
 local cap = tonumber(ARGV[10])
 local index = redis.call('LPOS', KEYS[2], MID) or 0
 local chosen, omitted = {}, 0
@@ -70,9 +71,12 @@ redis.call('HSET', KEYS[1], MID .. ':status', 'streaming', MID .. ':attempt', at
   MID .. ':assistant', ARGV[9], MID .. ':resume', id)
 local untitled = (index == 0 and redis.call('HEXISTS', KEYS[1], 'title') == 0) and 1 or 0
 local reply = { 'started', attempt, id, st[4], 2 * #chosen, omitted, untitled, tonumber(ARGV[13]) - budget }
-for i = #chosen, 1, -1 do
-  local parts = redis.call('HMGET', KEYS[1], chosen[i] .. ':user', chosen[i] .. ':assistant')
-  reply[#reply + 1] = parts[1]
-  reply[#reply + 1] = parts[2]
+if #chosen > 0 then
+  local wanted = {}
+  for i = #chosen, 1, -1 do
+    wanted[#wanted + 1] = chosen[i] .. ':user'
+    wanted[#wanted + 1] = chosen[i] .. ':assistant'
+  end
+  for _, part in ipairs(redis.call('HMGET', KEYS[1], unpack(wanted))) do reply[#reply + 1] = part end
 end
 return reply
