@@ -55,8 +55,14 @@ module.exports = {
       globalSetup: '<rootDir>/test/support/global-setup-cluster.ts',
       globalTeardown: '<rootDir>/test/support/global-teardown-cluster.ts',
       // Suites about one redis-server process (stopped, paused, restarted under the app) start
-      // their own and never read the target: run once, in e2e.
-      testPathIgnorePatterns: ['/node_modules/', '/test/redis-outage\\.e2e-spec\\.ts$', '/test/shutdown-without-redis\\.e2e-spec\\.ts$'],
+      // their own and never read the target, and the Markdown renderer's never touches Redis:
+      // run once, in e2e.
+      testPathIgnorePatterns: [
+        '/node_modules/',
+        '/test/redis-outage\\.e2e-spec\\.ts$',
+        '/test/shutdown-without-redis\\.e2e-spec\\.ts$',
+        '/test/browser-markdown\\.e2e-spec\\.ts$',
+      ],
     },
   ],
 };

@@ -10,6 +10,7 @@ import { bodyLimitBytes } from './app/body-limit';
 import { ConfiguredIoAdapter } from './app/configured-io.adapter';
 import { HttpErrorsFilter } from './app/http-errors.filter';
 import { setupSwagger } from './app/swagger';
+import { serveVendorAssets } from './app/vendor-assets';
 import { createValidationPipe } from './app/validation';
 import { requestLog } from './observability/request-log';
 import { AppConfig } from './config/app-config';
@@ -35,6 +36,7 @@ async function bootstrap(): Promise<void> {
   app.useGlobalFilters(new HttpErrorsFilter());
   app.useWebSocketAdapter(new ConfiguredIoAdapter(app, config, app.get(ConnectionCaps)));
   app.useStaticAssets(join(__dirname, 'public'), { index: 'index.html' });
+  serveVendorAssets(app.getHttpAdapter().getInstance());
   app.enableShutdownHooks();
   if (config.http.docsEnabled) setupSwagger(app);
   await app.listen(config.http.port);
