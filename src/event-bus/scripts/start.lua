@@ -38,29 +38,34 @@ local budget = tonumber(ARGV[13]) - tokens(MID, ':user', st[6]) - frame
 local cap = tonumber(ARGV[10])
 local index = redis.call('LPOS', KEYS[2], MID) or 0
 local chosen, omitted = {}, 0
-if index > 0 then
-  -- every earlier message (the history is bounded by HISTORY_MAX_MESSAGES): failed and cancelled
-  -- turns are skipped, so they take no room from the completed ones
-  local earlier = redis.call('LRANGE', KEYS[2], 0, index - 1)
+-- Newest first, a page of the order at a time (a page of `cap` holds enough completed turns to
+-- fill the cap, so one page is the usual cost); failed and cancelled turns are skipped, so they take
+-- no room. The walk stops at the first completed turn that does not fit: never a hole in the middle.
+local page = math.max(cap, 8)
+local upto = index - 1
+while upto >= 0 do
+  local from = math.max(0, upto - page + 1)
+  local ids = redis.call('LRANGE', KEYS[2], from, upto)
   local fields = {}
-  for _, mid in ipairs(earlier) do
+  for _, mid in ipairs(ids) do
     fields[#fields + 1] = mid .. ':status'
     fields[#fields + 1] = mid .. ':ut'
     fields[#fields + 1] = mid .. ':at'
   end
   local values = redis.call('HMGET', KEYS[1], unpack(fields))
-  -- newest first; stop at the first completed turn that does not fit (never a hole in the middle)
-  for i = #earlier, 1, -1 do
+  for i = #ids, 1, -1 do
     if values[3 * i - 2] == 'completed' then
-      local cost = tokens(earlier[i], ':user', values[3 * i - 1]) + tokens(earlier[i], ':assistant', values[3 * i]) + 2 * frame
+      local cost = tokens(ids[i], ':user', values[3 * i - 1]) + tokens(ids[i], ':assistant', values[3 * i]) + 2 * frame
       if 2 * (#chosen + 1) > cap or cost > budget then
         omitted = 1
         break
       end
       budget = budget - cost
-      chosen[#chosen + 1] = earlier[i]
+      chosen[#chosen + 1] = ids[i]
     end
   end
+  if omitted == 1 then break end
+  upto = from - 1
 end
 
 local started = '{' .. refJson(MID) .. ',"attempt":' .. attempt .. ',"contextMessages":' .. (2 * #chosen) ..
