@@ -139,6 +139,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
         status: 'completed',
         createdAt: expect.any(String),
         model: 'gpt-oss:20b',
+        usage: { promptTokens: expect.any(Number), completionTokens: expect.any(Number) },
       },
       { messageId: second.body.messageId, role: 'user', content: 'two', status: 'completed', createdAt: expect.any(String) },
       {
@@ -148,6 +149,7 @@ describe('pipeline: HTTP → chat:incoming → worker → Ollama → chat:outgoi
         status: 'completed',
         createdAt: expect.any(String),
         model: 'gpt-oss:20b',
+        usage: { promptTokens: expect.any(Number), completionTokens: expect.any(Number) },
       },
     ]);
 

@@ -366,7 +366,18 @@ describe('session tokens', () => {
     interface Stored extends Issued {
       issuedAt: number;
     }
-    const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem('ai-assistant.session') ?? 'null') as Stored | null);
+    /** The open chat's entry in the page's chat list (src/public/js/chats.js), in the fields of an issued token. */
+    const stored = () =>
+      page.evaluate((): Stored | null => {
+        const list = JSON.parse(localStorage.getItem('ai-assistant.chats') ?? '[]') as {
+          sessionId: string;
+          token: string;
+          tokenExpiresAt: string;
+          tokenIssuedAt: number;
+        }[];
+        const open = list.find((c) => c.sessionId === sessionStorage.getItem('ai-assistant.open-chat'));
+        return open ? { sessionId: open.sessionId, token: open.token, expiresAt: open.tokenExpiresAt, issuedAt: open.tokenIssuedAt } : null;
+      });
     const connected = () => page.locator('#state[data-state="connected"]').waitFor();
 
     beforeAll(async () => {
@@ -414,10 +425,11 @@ describe('session tokens', () => {
       // past half its life (as if received long ago): the reload reissues it, same conversation
       await call(app.url, 'POST', '/chat/send', { ...bearer(first.token), json: { sessionId: first.sessionId, content: 'still here?' } });
       await sleep(1100); // expiries have one-second resolution
-      await page.evaluate(
-        (s) => localStorage.setItem('ai-assistant.session', JSON.stringify({ ...s, issuedAt: Date.now() - 3600_000 })),
-        first,
-      );
+      await page.evaluate((sessionId) => {
+        const list = JSON.parse(localStorage.getItem('ai-assistant.chats') ?? '[]') as { sessionId: string; tokenIssuedAt: number }[];
+        for (const c of list) if (c.sessionId === sessionId) c.tokenIssuedAt = Date.now() - 3600_000;
+        localStorage.setItem('ai-assistant.chats', JSON.stringify(list));
+      }, first.sessionId);
       await page.reload();
       await connected();
       const fresh = (await stored())!;

@@ -352,6 +352,7 @@ export class MessageStore {
         ...(reply.thinking ? { thinking: reply.thinking } : {}),
         ...(reply.error ? { error: reply.error } : {}),
         ...(reply.model ? { model: reply.model } : {}),
+        ...(reply.usage && status === 'completed' ? { usage: reply.usage } : {}),
         ...(status === 'streaming' && resumeFrom ? { resumeFrom } : {}),
       });
     }

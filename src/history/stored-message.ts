@@ -37,6 +37,8 @@ export interface HistoryMessage {
   error?: FailureReason;
   /** User: the model asked for; assistant: the model that answered. */
   model?: string;
+  /** A completed answer's token counts, as in chat.completed. */
+  usage?: Usage;
   /** While streaming: the eventId after which the events of this partial answer continue. */
   resumeFrom?: string;
 }

@@ -11,6 +11,13 @@ export class FailureReasonDto {
   message: string;
 }
 
+export class UsageDto {
+  @ApiProperty({ example: 42 })
+  promptTokens: number;
+  @ApiProperty({ example: 128 })
+  completionTokens: number;
+}
+
 export class HistoryMessageDto {
   @ApiProperty({ description: 'A user message and its reply share the messageId', example: '0a7d6c1e-9d8b-4f1e-8f5e-2b9c3d4e5f60' })
   messageId: string;
@@ -28,6 +35,8 @@ export class HistoryMessageDto {
   error?: FailureReasonDto;
   @ApiPropertyOptional({ description: 'User: the model asked for (absent: the default); assistant: the model that answered' })
   model?: string;
+  @ApiPropertyOptional({ type: UsageDto, description: 'A completed answer: its token counts, as in chat.completed' })
+  usage?: UsageDto;
   @ApiPropertyOptional({ description: 'On an answer still streaming: the eventId its partial content reaches' })
   resumeFrom?: string;
 }
