@@ -223,7 +223,7 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       await answered(client, 'what is 2+2');
       const last = await answered(client, 'what is 3+3');
       const ack = await client.emitWithAck('chat.edit', { messageId: last, content: 'what is 4+4', think: 'low' });
-      expect(ack).toEqual({ messageId: expect.any(String) });
+      expect(ack).toEqual({ messageId: expect.any(String), replaces: last });
       const events = await client.waitForEnd(String(ack.messageId));
       expect(events[0]).toMatchObject({ type: 'chat.user_message', payload: { content: 'what is 4+4', replaces: last } });
       expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: what is 4+4' } });

@@ -11,6 +11,7 @@ export type FailureCode =
   | 'first_token_timeout'
   | 'generation_timeout'
   | 'delivery_limit'
+  | 'context_overflow'
   | 'internal_error';
 
 /** A generation that could not finish, with what to tell the person and whether a retry may help. */

@@ -18,6 +18,7 @@ import { MessageRef, MessageStore } from '../history/message-store';
 import { Metrics } from '../observability/metrics.service';
 import { CancelListener } from './cancel-listener';
 import { GenerationError } from './generation-error';
+import { countTokens, fixedPromptTokens, MESSAGE_FRAME_TOKENS } from '../history/token-count';
 import { ContextBudget } from './context-budget';
 import { TitleWriter } from './title-writer';
 import { MessageRunner } from './message-runner';
@@ -268,6 +269,51 @@ describe('MessageRunner (real Redis)', () => {
       status: 'failed',
       error: { code: 'model_not_found' },
     });
+  });
+
+  it('fails a message the window no longer holds (the correction grew since send) as context_overflow, never asking the model', async () => {
+    const small = new AppConfig(
+      validateEnvironment({
+        REDIS_URL: config.redis.url,
+        DELTA_COALESCE_MS: '0',
+        TITLES: 'false',
+        OLLAMA_NUM_CTX: '1024',
+        CONTEXT_RESERVE_TOKENS: '256',
+      }),
+    );
+    const budget = new ContextBudget(small);
+    const text = Array.from({ length: 450 }, (_, i) => ['stone', 'river', 'house'][i % 3]).join(' ');
+    // it fitted at send (~450 tokens of the 768 left beside the reserve) ...
+    expect(countTokens(text)).toBeLessThan(budget.conversationTokens);
+    // ... but the model reported prompts half again as long as the estimates: the budget shrank below it
+    budget.observe(100, Math.ceil(1.5 * (100 + fixedPromptTokens(small.ai.systemPrompt))));
+    expect(budget.factor).toBe(1.5);
+    expect(countTokens(text) + MESSAGE_FRAME_TOKENS).toBeGreaterThan(budget.conversationTokens);
+
+    const { ref, entry } = await sendAndDeliver(text);
+    const provider = new ScriptedProvider([[{ chunk: { kind: 'content', text: 'never' } }]]);
+    const overflowing = new MessageRunner(
+      store,
+      group,
+      deadLetters,
+      cancels,
+      small,
+      provider,
+      metrics,
+      budget,
+      new TitleWriter(provider, store, small),
+    );
+    expect(await overflowing.run(entry, 'runner-spec', new AbortController().signal)).toBe('done');
+
+    const events = await eventsOf(ref);
+    expect(typesOf(events)).toEqual(['chat.user_message', 'chat.started', 'chat.failed']);
+    const failed = events[2];
+    expect(failed.type === 'chat.failed' && failed.payload.error).toEqual({
+      code: 'context_overflow',
+      message: expect.stringContaining('OLLAMA_NUM_CTX=1024'),
+    });
+    expect(provider.calls).toBe(0);
+    expect(await isPending(entry)).toBe(false);
   });
 
   it('stops a stale attempt: a takeover (start #2) while #1 streams leaves it, with nothing of #1 after started #2', async () => {

@@ -69,7 +69,8 @@ export class MessageRunner {
     }
     const ref: MessageRef = { sessionId: decoded.value.payload.sessionId, messageId: decoded.value.payload.messageId };
     if (signal.aborted) return 'left';
-    const start = await this.store.start(ref, entry.id, consumer, null, entry.attemptFloor, this.budget.conversationTokens);
+    const budget = this.budget.conversationTokens;
+    const start = await this.store.start(ref, entry.id, consumer, null, entry.attemptFloor, budget);
     if (start.result !== 'started') return this.notStarted(ref, entry, start);
     const release = this.cancels.hold(entry.partition);
     try {
@@ -77,6 +78,18 @@ export class MessageRunner {
         const error = new GenerationError(
           'delivery_limit',
           `The assistant stopped ${entry.deliveries - 1} times while answering this message, so it was set aside. Please try again, perhaps rephrased.`,
+          false,
+        );
+        return await this.fail(ref, entry, start, error.toReason(), { content: '', thinking: '' });
+      }
+      if (start.contextInfo.tokens > budget) {
+        // It passed the check at send, but the window shrank since (a lower OLLAMA_NUM_CTX, a
+        // correction learnt from the model's counts): Ollama would silently cut it.
+        const { windowTokens, reserveTokens } = this.config.context;
+        const error = new GenerationError(
+          'context_overflow',
+          `This message no longer fits the model's context window (OLLAMA_NUM_CTX=${windowTokens}, ` +
+            `CONTEXT_RESERVE_TOKENS=${reserveTokens} kept for the answer). Please shorten it or split it.`,
           false,
         );
         return await this.fail(ref, entry, start, error.toReason(), { content: '', thinking: '' });

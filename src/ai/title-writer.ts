@@ -83,7 +83,10 @@ export class TitleWriter implements BeforeApplicationShutdown {
       .then((outcome) => {
         this.current = null;
         // it gave way to an answer before it was written: again once the worker is idle
-        if (outcome === 'interrupted' && !this.stopped && ++job.tries < MAX_TRIES) this.waiting.unshift(job);
+        if (outcome === 'interrupted' && !this.stopped) {
+          if (++job.tries < MAX_TRIES) this.waiting.unshift(job);
+          else this.logger.debug(about(job.ref, `title given up: interrupted by answers ${MAX_TRIES} times`));
+        }
         this.next();
       });
   }
@@ -109,7 +112,10 @@ export class TitleWriter implements BeforeApplicationShutdown {
     }
     if (interrupted.aborted) return 'interrupted';
     const title = signal.aborted ? '' : cleanTitle(text);
-    if (!title) return 'failed';
+    if (!title) {
+      this.logger.warn(about(job.ref, signal.aborted ? `no title within ${TITLE_TIMEOUT_MS} ms` : 'the model answered no title'));
+      return 'failed';
+    }
     const written = await this.store.setTitle(job.ref, title);
     this.logger.debug(about(job.ref, `title ${written}: ${title}`));
     return 'written';

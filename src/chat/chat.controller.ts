@@ -3,6 +3,7 @@ import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
   ApiBearerAuth,
+  ApiBody,
   ApiConflictResponse,
   ApiForbiddenResponse,
   ApiNoContentResponse,
@@ -91,6 +92,9 @@ export class ChatController {
   @ApiAcceptedResponse({ type: SendMessageResponseDto })
   @ApiNotFoundResponse({ description: 'No such message in this session', type: ErrorResponseDto })
   @ApiConflictResponse({ description: 'The message is no longer the last, or has not ended', type: ErrorResponseDto })
+  @ApiBadRequestResponse({ description: 'Invalid input; the message names the field', type: ErrorResponseDto })
+  @ApiTooManyRequestsResponse({ description: 'Rate limit of the session or the address; see Retry-After', type: ErrorResponseDto })
+  @ApiBody({ type: MessageOptionsDto, required: false })
   regenerate(
     @Param('sessionId', new IdParamPipe('sessionId')) sessionId: string,
     @Param('messageId', new IdParamPipe('messageId')) messageId: string,
@@ -114,6 +118,7 @@ export class ChatController {
   @ApiBadRequestResponse({ description: 'Invalid input; the message names the field', type: ErrorResponseDto })
   @ApiNotFoundResponse({ description: 'No such message in this session', type: ErrorResponseDto })
   @ApiConflictResponse({ description: 'The message is no longer the last, or has not ended', type: ErrorResponseDto })
+  @ApiTooManyRequestsResponse({ description: 'Rate limit of the session or the address; see Retry-After', type: ErrorResponseDto })
   edit(
     @Param('sessionId', new IdParamPipe('sessionId')) sessionId: string,
     @Param('messageId', new IdParamPipe('messageId')) messageId: string,

@@ -193,24 +193,27 @@ export class ChatGateway
   async onRegenerate(
     @ConnectedSocket() socket: ChatSocket,
     @MessageBody() body: unknown,
-  ): Promise<{ messageId: string } | { error: ErrorBody }> {
+  ): Promise<{ messageId: string; replaces: string } | { error: ErrorBody }> {
     try {
       const input = await validatePayload(RegenerateMessageDto, body);
       if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
       const result = await this.chat.regenerate({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
-      return { messageId: result.messageId };
+      return { messageId: result.messageId, replaces: input.value.messageId };
     } catch (err) {
       return { error: toErrorBody(err) };
     }
   }
 
   @SubscribeMessage('chat.edit')
-  async onEdit(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ messageId: string } | { error: ErrorBody }> {
+  async onEdit(
+    @ConnectedSocket() socket: ChatSocket,
+    @MessageBody() body: unknown,
+  ): Promise<{ messageId: string; replaces: string } | { error: ErrorBody }> {
     try {
       const input = await validatePayload(EditMessageDto, body);
       if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
       const result = await this.chat.edit({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
-      return { messageId: result.messageId };
+      return { messageId: result.messageId, replaces: input.value.messageId };
     } catch (err) {
       return { error: toErrorBody(err) };
     }

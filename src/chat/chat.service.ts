@@ -27,6 +27,8 @@ export interface SendInput {
   address?: string | null;
 }
 
+type StoredUserPartWithTokens = NonNullable<Awaited<ReturnType<MessageStore['userPart']>>>;
+
 /** Regenerate: the session's last message asked again (its text, unless edited). */
 export type ReplaceInput = Omit<SendInput, 'content'> & { messageId: string };
 export type EditInput = ReplaceInput & { content: string };
@@ -87,21 +89,19 @@ export class ChatService {
    * The send script checks that it is still the last and has ended (docs/design.md).
    */
   async regenerate(input: ReplaceInput): Promise<SendResult> {
-    // a repeat finds the replaced message gone: it is answered by its clientMessageId first
-    const repeat = await this.repeated(input, input.messageId);
-    if (repeat) return repeat;
-    const old = await this.replaced(input);
-    const think = input.think ?? old.user.think;
-    const model = input.model ?? old.user.model;
-    const again: SendInput = { ...input, content: old.user.content, ...(think ? { think } : {}), ...(model ? { model } : {}) };
-    return this.submit(again, input.messageId, old.tokens);
+    const found = await this.replaced(input);
+    if ('repeat' in found) return found.repeat;
+    const { user, tokens } = found.old;
+    const think = input.think ?? user.think;
+    const model = input.model ?? user.model;
+    const again: SendInput = { ...input, content: user.content, ...(think ? { think } : {}), ...(model ? { model } : {}) };
+    return this.submit(again, input.messageId, tokens);
   }
 
   /** Edit: the session's last message, ended, replaced by new text (its answer goes with it). */
   async edit(input: EditInput): Promise<SendResult> {
-    const repeat = await this.repeated(input, input.messageId);
-    if (repeat) return repeat;
-    await this.replaced(input);
+    const found = await this.replaced(input);
+    if ('repeat' in found) return found.repeat;
     return this.submit(input, input.messageId, null);
   }
 
@@ -113,10 +113,19 @@ export class ChatService {
     return existing ? { messageId: existing, sessionId, status: 'queued', ...(replaces ? { replaces } : {}) } : null;
   }
 
-  private async replaced(input: ReplaceInput): Promise<NonNullable<Awaited<ReturnType<MessageStore['userPart']>>>> {
+  /**
+   * The message to replace, or the answer to a repeat of an accepted regenerate/edit: a repeat finds
+   * the message gone, so its clientMessageId is looked up first, and again when the message vanished
+   * between the two reads (the first request replaced it meanwhile). 404 when it never existed.
+   */
+  private async replaced(input: ReplaceInput): Promise<{ old: StoredUserPartWithTokens } | { repeat: SendResult }> {
+    const repeat = await this.repeated(input, input.messageId);
+    if (repeat) return { repeat };
     const old = await this.store.userPart({ sessionId: input.sessionId, messageId: input.messageId });
-    if (!old) throw new NotFoundException(`no message ${input.messageId} in this session`);
-    return old;
+    if (old) return { old };
+    const late = await this.repeated(input, input.messageId);
+    if (late) return { repeat: late };
+    throw new NotFoundException(`no message ${input.messageId} in this session`);
   }
 
   /**

@@ -266,11 +266,12 @@ export class Environment {
   @Max(10_000)
   HISTORY_MAX_MESSAGES = 200;
 
-  /** Messages of earlier turns sent to the model as context. */
+  /** Messages of earlier turns sent to the model as context, at most (the window decides first). */
   @Transform(toInt)
   @IsInt()
   @Min(0)
-  @Max(10_000)
+  // the start script reads a page of this many messages' fields in one HMGET (Lua unpacks ~8000 values at most)
+  @Max(2000)
   CONTEXT_MAX_MESSAGES = 40;
 
   /**

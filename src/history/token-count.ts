@@ -7,10 +7,11 @@
 import { countTokens as countO200k } from 'gpt-tokenizer/encoding/o200k_base';
 
 /**
- * gpt-oss's chat format (harmony) frames each message with about four tokens
- * (`<|start|>role<|message|>…<|end|>`).
+ * gpt-oss's chat format (harmony) frames a message with four tokens (`<|start|>user<|message|>…<|end|>`)
+ * and an earlier answer with six (`<|start|>assistant<|channel|>final<|message|>…<|end|>`): every
+ * message is charged six.
  */
-export const MESSAGE_FRAME_TOKENS = 4;
+export const MESSAGE_FRAME_TOKENS = 6;
 /**
  * The fixed part of a harmony prompt: the system header Ollama writes (model identity, knowledge
  * cutoff, date, reasoning level, valid channels) and the assistant's opening. Generous on purpose:

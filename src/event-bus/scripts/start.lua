@@ -41,7 +41,7 @@ local chosen, omitted = {}, 0
 -- Newest first, a page of the order at a time (a page of `cap` holds enough completed turns to
 -- fill the cap, so one page is the usual cost); failed and cancelled turns are skipped, so they take
 -- no room. The walk stops at the first completed turn that does not fit: never a hole in the middle.
-local page = math.max(cap, 8)
+local page = math.min(math.max(cap, 8), 1000)
 local upto = index - 1
 while upto >= 0 do
   local from = math.max(0, upto - page + 1)
