@@ -109,6 +109,10 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       expect(earlierUsers.at(-1)!.content.startsWith('turn 4:')).toBe(true);
       expect(lastRequest.at(-1)!.content.startsWith('turn 5:')).toBe(true);
       expect(ollama.overflows).toEqual([]);
+      // a reloaded page can show the note too
+      const history = (await client.history()).body.messages;
+      expect(history.at(-1)).toMatchObject({ role: 'assistant', contextOmitted: true });
+      expect(history[1]).not.toHaveProperty('contextOmitted');
     });
 
     it('refuses at send a message that alone cannot fit the window, naming the limits, and queues nothing', async () => {

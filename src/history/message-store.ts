@@ -353,6 +353,7 @@ export class MessageStore {
         ...(reply.error ? { error: reply.error } : {}),
         ...(reply.model ? { model: reply.model } : {}),
         ...(reply.usage && status === 'completed' ? { usage: reply.usage } : {}),
+        ...(all[`${messageId}:ctx`] === '1' ? { contextOmitted: true } : {}),
         ...(status === 'streaming' && resumeFrom ? { resumeFrom } : {}),
       });
     }

@@ -14,7 +14,7 @@ import { MessageRef, MessageStore } from './message-store';
  */
 
 /** Every field a message keeps in the session hash besides `c:<clientMessageId>` (lib.lua MESSAGE_FIELDS). */
-const MESSAGE_FIELDS = [':user', ':assistant', ':status', ':attempt', ':owner', ':cancel', ':resume', ':cid', ':ut', ':at'];
+const MESSAGE_FIELDS = [':user', ':assistant', ':status', ':attempt', ':owner', ':cancel', ':resume', ':cid', ':ut', ':at', ':ctx'];
 
 describe('MessageStore: a send that replaces the last message (real Redis)', () => {
   let redis: Redis;

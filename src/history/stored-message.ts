@@ -39,6 +39,8 @@ export interface HistoryMessage {
   model?: string;
   /** A completed answer's token counts, as in chat.completed. */
   usage?: Usage;
+  /** Older messages were left out of this answer's context to fit the model's window (as chat.started said). */
+  contextOmitted?: boolean;
   /** While streaming: the eventId after which the events of this partial answer continue. */
   resumeFrom?: string;
 }

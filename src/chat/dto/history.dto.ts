@@ -37,6 +37,8 @@ export class HistoryMessageDto {
   model?: string;
   @ApiPropertyOptional({ type: UsageDto, description: 'A completed answer: its token counts, as in chat.completed' })
   usage?: UsageDto;
+  @ApiPropertyOptional({ description: "An answer: older messages were left out of its context to fit the model's window" })
+  contextOmitted?: boolean;
   @ApiPropertyOptional({ description: 'On an answer still streaming: the eventId its partial content reaches' })
   resumeFrom?: string;
 }

@@ -6,7 +6,7 @@
 local SID, MID, TTL, MAXLEN, LOGMAXLEN, GROUP = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 -- Every field a message keeps in the session hash (besides `c:<clientMessageId>`).
-local MESSAGE_FIELDS = { ':user', ':assistant', ':status', ':attempt', ':owner', ':cancel', ':resume', ':cid', ':ut', ':at' }
+local MESSAGE_FIELDS = { ':user', ':assistant', ':status', ':attempt', ':owner', ':cancel', ':resume', ':cid', ':ut', ':at', ':ctx' }
 
 local function isFinal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
 

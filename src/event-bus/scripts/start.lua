@@ -73,7 +73,7 @@ local started = '{' .. refJson(MID) .. ',"attempt":' .. attempt .. ',"contextMes
 local id = emit('chat.started', started, true)
 -- the empty reply stands for exactly the events up to chat.started: a history reader resumes after it
 redis.call('HSET', KEYS[1], MID .. ':status', 'streaming', MID .. ':attempt', attempt, MID .. ':owner', ARGV[8],
-  MID .. ':assistant', ARGV[9], MID .. ':resume', id)
+  MID .. ':assistant', ARGV[9], MID .. ':resume', id, MID .. ':ctx', omitted)
 local untitled = (index == 0 and redis.call('HEXISTS', KEYS[1], 'title') == 0) and 1 or 0
 local reply = { 'started', attempt, id, st[4], 2 * #chosen, omitted, untitled, tonumber(ARGV[13]) - budget }
 if #chosen > 0 then
