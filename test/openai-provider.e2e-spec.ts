@@ -152,6 +152,19 @@ describe('AI_PROVIDER=openai (an OpenAI-compatible server: vLLM, llama-server, L
     expect(deltasOfLastAttempt(events)).toBe('You said: retry me');
   });
 
+  it("GET /models lists the server's models; a send naming one is asked of the server with that model", async () => {
+    server.models.add('Qwen/Qwen3-8B');
+    // the list is read at most every 30 s: this app has not read it yet in this suite
+    const listed = await fetch(`${app.url}/models`);
+    expect(await listed.json()).toEqual({ default: MODEL, models: [MODEL, 'Qwen/Qwen3-8B'], reachable: true });
+    const client = await open();
+    const { events } = await sendAndWaitForEnd(client, 'which model?', { model: 'Qwen/Qwen3-8B' });
+    expect(finalOf(events)).toMatchObject([{ type: 'chat.completed', payload: { model: 'Qwen/Qwen3-8B' } }]);
+    expect(server.requests.map((r) => r.body.model)).toEqual(['Qwen/Qwen3-8B']);
+    // the window is fitted the same way; num_ctx is Ollama's and is never sent here
+    expect(server.requests[0].body).not.toHaveProperty('options');
+  });
+
   it('/health asks the server for its models', async () => {
     const healthy = await eventually(
       async () => (await fetch(`${app.url}/health`)).status,
