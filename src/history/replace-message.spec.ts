@@ -194,6 +194,28 @@ describe('MessageStore: a send that replaces the last message (real Redis)', () 
     });
   });
 
+  it('drops the title when the first message is replaced (the new first answer gets a new one), and keeps it for a later one', async () => {
+    const sid = newSession();
+    const [first, again] = [newRef(sid), newRef(sid)];
+    await send(first, 'one');
+    await complete(first, 'answer one');
+    expect(await store.setTitle(first, 'About one')).toBe('titled');
+    expect((await send(again, 'one, again', null, first.messageId)).result).toBe('queued');
+    expect((await store.conversation(sid)).title).toBeNull();
+    const started = await start(again);
+    expect(started.attempt).toBe(1);
+
+    const sid2 = newSession();
+    const [a, b, c] = [newRef(sid2), newRef(sid2), newRef(sid2)];
+    await send(a, 'a');
+    await complete(a, 'answer a');
+    await store.setTitle(a, 'About a');
+    await send(b, 'b');
+    await complete(b, 'answer b');
+    expect((await send(c, 'b, again', null, b.messageId)).result).toBe('queued');
+    expect((await store.conversation(sid2)).title).toBe('About a');
+  });
+
   it('queues a replacement behind the message still running when the replaced one ended before it', async () => {
     const sid = newSession();
     const [running, cancelled, replacement] = [newRef(sid), newRef(sid), newRef(sid)];

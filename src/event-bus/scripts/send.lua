@@ -35,6 +35,8 @@ if replace ~= '' then
   -- it ended, so it is in no stream, queue or backlog: its fields and its place in the order go
   local gone = { 'c:' .. (redis.call('HGET', KEYS[1], replace .. ':cid') or '') }
   for _, suffix in ipairs(MESSAGE_FIELDS) do gone[#gone + 1] = replace .. suffix end
+  -- the first message replaced: the title named it, and the new first answer gets a new one
+  if redis.call('LLEN', KEYS[2]) == 1 then gone[#gone + 1] = 'title' end
   redis.call('RPOP', KEYS[2])
   redis.call('HDEL', KEYS[1], unpack(gone))
 end
