@@ -14,7 +14,7 @@ import { CancelListener } from './cancel-listener';
 import { GenerationSlots } from './generation-slots';
 import { RedisRewoundError } from '../history/message-store';
 import { MessageRunner } from './message-runner';
-import { isRedisError } from './provider-attempt';
+import { isRedisError } from '../event-bus/redis-errors';
 
 const BLOCK_MS = 2000;
 /** A run that failed on an error (Redis away) is tried again after this pause. */

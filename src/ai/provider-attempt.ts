@@ -1,5 +1,6 @@
 import { AppConfig } from '../config/app-config';
 import { Usage } from '../event-bus/envelopes';
+import { isRedisError } from '../event-bus/redis-errors';
 import { MessageRef, MessageStore, ProgressEvent } from '../history/message-store';
 import { StoredAssistantPart } from '../history/stored-message';
 import { Metrics } from '../observability/metrics.service';
@@ -197,20 +198,6 @@ export class ProviderAttempt {
     }
     this.controller.abort();
   }
-}
-
-/** Errors from ioredis (connection, timeout, reply errors) rather than from the provider. */
-export function isRedisError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const name = err.name;
-  return (
-    name === 'ReplyError' ||
-    name === 'MaxRetriesPerRequestError' ||
-    name === 'RedisRewoundError' ||
-    /Connection is closed|Command timed out|Stream isn't writeable|Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes/i.test(
-      err.message,
-    )
-  );
 }
 
 export function toGenerationError(err: unknown): GenerationError {

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Response } from 'express';
+import { isRedisUnavailable } from '../event-bus/redis-errors';
 import { RetryLaterException } from '../limits/send-limits.service';
 
 export interface ErrorBody {
@@ -7,21 +8,6 @@ export interface ErrorBody {
   error: string;
   message: string;
 }
-
-/**
- * Errors of ioredis that mean "Redis is not reachable right now": a lost connection or a timeout,
- * and on a Redis Cluster a failover in progress (CLUSTERDOWN, TRYAGAIN, redirections that did not
- * settle, slots that could not be refreshed). MOVED and ASK are followed by the client; one that
- * reaches us anyway is a slot map still settling after a failover.
- */
-export function isRedisUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err.name === 'MaxRetriesPerRequestError') return true;
-  return REDIS_UNAVAILABLE.test(err.message);
-}
-
-const REDIS_UNAVAILABLE =
-  /Stream isn't writeable|Connection is closed|Command timed out|ECONNREFUSED|Redis not ready|Reached the max retries|^CLUSTERDOWN|^TRYAGAIN|^MOVED|^ASK |Too many Cluster redirections|Failed to refresh slots cache|Cluster isn't ready|None of startup nodes is available|^LOADING|^MASTERDOWN|^READONLY/i;
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',

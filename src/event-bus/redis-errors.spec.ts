@@ -1,5 +1,4 @@
-import { isRedisUnavailable } from '../app/http-errors.filter';
-import { isRedisError } from '../ai/provider-attempt';
+import { isRedisError, isRedisUnavailable } from './redis-errors';
 import { credentialsOf } from './redis-connections';
 
 describe('Redis errors on a single Redis and on a cluster', () => {
@@ -22,6 +21,24 @@ describe('Redis errors on a single Redis and on a cluster', () => {
 
   it('a worker treats a cluster that cannot route its command as a Redis error (the run is redone)', () => {
     expect(isRedisError(new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'))).toBe(true);
+  });
+
+  it.each([
+    'CLUSTERDOWN The cluster is down',
+    'LOADING Redis is loading the dataset in memory',
+    'Failed to refresh slots cache.',
+    'ECONNREFUSED',
+  ])('whatever the API answers 503 for, the worker redoes: %s', (message) => {
+    expect(isRedisUnavailable(new Error(message))).toBe(true);
+    expect(isRedisError(new Error(message))).toBe(true);
+  });
+
+  it('a reply error is a Redis error but not an outage; a provider error is neither', () => {
+    const reply = Object.assign(new Error('ERR Error running script'), { name: 'ReplyError' });
+    expect(isRedisError(reply)).toBe(true);
+    expect(isRedisUnavailable(reply)).toBe(false);
+    expect(isRedisError(new Error('fetch failed'))).toBe(false);
+    expect(isRedisUnavailable(new Error('ASKED the model'))).toBe(false);
   });
 });
 
