@@ -6,7 +6,7 @@ import { expect } from '@jest/globals';
  * and the title the model writes after the first answer.
  */
 import { AppProcess } from './support/app-process';
-import { ChatClient } from './support/chat-client';
+import { ChatClient, ReceivedEvent } from './support/chat-client';
 import { ChatRequestBody, FakeOllama, promptTokens } from './support/fake-ollama';
 import { call, expectAckError, expectError } from './support/http-call';
 import { freshTestRedis, type TestRedis, testRedisEnv } from './support/test-redis';
@@ -24,6 +24,13 @@ const COMMON = 'the river stone house light water green table window paper music
 function words(n: number, seed: string): string {
   return [seed, ...Array.from({ length: n - 1 }, (_, i) => COMMON[(i * 7 + seed.length) % COMMON.length])].join(' ');
 }
+
+/** The message's final event (a chat.title of the session's first answer may come after it). */
+const finalOf = (events: ReceivedEvent[]): ReceivedEvent => {
+  const final = events.find((e) => /^chat\.(completed|failed|cancelled)$/.test(e.type));
+  if (!final) throw new Error(`no final event in ${events.map((e) => e.type).join(', ')}`);
+  return final;
+};
 
 const isTitleRequest = (body: ChatRequestBody) => body.messages[0]?.content.startsWith(TITLE_PROMPT_START) ?? false;
 
@@ -84,7 +91,7 @@ describe('conversations: context window, models, regenerate and edit, titles', (
         const sent = await client.send(`turn ${i}: ${words(150, `w${i}`)}`);
         expect(sent.status).toBe(202);
         const events = await client.waitForEnd(String(sent.body.messageId));
-        expect(events.at(-1)!.type).toBe('chat.completed');
+        expect(finalOf(events).type).toBe('chat.completed');
         started.push(events.find((e) => e.type === 'chat.started')!.payload);
       }
       const requests = chatRequests();
@@ -141,14 +148,14 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       expect(sent.status).toBe(202);
       const events = await client.waitForEnd(String(sent.body.messageId));
       expect(events.find((e) => e.type === 'chat.user_message')!.payload.model).toBe('qwen3:8b');
-      expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { model: 'qwen3:8b' } });
+      expect(finalOf(events)).toMatchObject({ type: 'chat.completed', payload: { model: 'qwen3:8b' } });
       expect(chatRequests()[0].body.model).toBe('qwen3:8b');
       const history = (await client.history()).body.messages;
       expect(history.map((m) => m.model)).toEqual(['qwen3:8b', 'qwen3:8b']);
 
       const plain = await client.send('And now?');
       const plainEvents = await client.waitForEnd(String(plain.body.messageId));
-      expect(plainEvents.at(-1)).toMatchObject({ type: 'chat.completed', payload: { model: 'gpt-oss:20b' } });
+      expect(finalOf(plainEvents)).toMatchObject({ type: 'chat.completed', payload: { model: 'gpt-oss:20b' } });
       expect(chatRequests()[1].body.model).toBe('gpt-oss:20b');
     });
 
@@ -207,7 +214,7 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       for (const tab of [client, other]) {
         const events = await tab.waitForEnd(again);
         expect(events[0]).toMatchObject({ type: 'chat.user_message', payload: { content: 'second question', replaces: second } });
-        expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'a better answer' } });
+        expect(finalOf(events)).toMatchObject({ type: 'chat.completed', payload: { content: 'a better answer' } });
       }
       // the model saw the first turn as context, never the replaced answer
       const request = chatRequests().at(-1)!.body.messages;
@@ -230,7 +237,7 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       expect(ack).toEqual({ messageId: expect.any(String), replaces: last });
       const events = await client.waitForEnd(String(ack.messageId));
       expect(events[0]).toMatchObject({ type: 'chat.user_message', payload: { content: 'what is 4+4', replaces: last } });
-      expect(events.at(-1)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: what is 4+4' } });
+      expect(finalOf(events)).toMatchObject({ type: 'chat.completed', payload: { content: 'You said: what is 4+4' } });
       const history = (await client.history()).body.messages;
       expect(history.map((m) => m.content)).toEqual(['what is 2+2', 'You said: what is 2+2', 'what is 4+4', 'You said: what is 4+4']);
       expect(chatRequests().at(-1)!.body.think).toBe('low');
@@ -293,7 +300,10 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       const title = await client.waitFor((e) => e.type === 'chat.title');
       expect(title.payload).toMatchObject({ sessionId: client.session.sessionId, title: 'Stones and rivers' });
       expect((await client.history()).body.title).toBe('Stones and rivers');
-      const titleRequests = ollama.requests.filter((r) => isTitleRequest(r.body));
+      // (a title job of an earlier test's chat may still arrive: only this chat's count)
+      const ofThisChat = () =>
+        ollama.requests.filter((r) => isTitleRequest(r.body) && r.body.messages[1].content.includes('stones and rivers'));
+      const titleRequests = ofThisChat();
       expect(titleRequests).toHaveLength(1);
       expect(titleRequests[0].body.messages[1].content).toContain('Tell me about stones and rivers');
 
@@ -301,7 +311,7 @@ describe('conversations: context window, models, regenerate and edit, titles', (
       await client.waitForEnd(String(second.body.messageId));
       // give a (wrong) second title request time to arrive
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(ollama.requests.filter((r) => isTitleRequest(r.body))).toHaveLength(1);
+      expect(ofThisChat()).toHaveLength(1);
     });
   });
 });

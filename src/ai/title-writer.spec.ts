@@ -11,7 +11,8 @@ import { KeyLayout } from '../event-bus/stream-names';
 import { parseRangeReply } from '../event-bus/stream-reply';
 import { MessageRef, MessageStore } from '../history/message-store';
 import { AiProvider, GenerationChunk, GenerationRequest, ProviderHealth } from './providers/ai-provider';
-import { cleanTitle, TitleWriter } from './title-writer';
+import { countTokens } from '../history/token-count';
+import { cleanTitle, excerpt, TitleWriter } from './title-writer';
 
 /** Resolves true when `gate` opens, false when `signal` aborts first. */
 function openedBeforeAbort(gate: Promise<void>, signal: AbortSignal): Promise<boolean> {
@@ -266,5 +267,22 @@ describe('cleanTitle', () => {
     expect(cleanTitle(`${'x'.repeat(78)} ${'y'.repeat(10)}`)).toBe(`${'x'.repeat(78)}…`);
     expect(cleanTitle('x'.repeat(80))).toBe('x'.repeat(80));
     expect(cleanTitle(`${'word '.repeat(15)}word.`)).toBe(`${'word '.repeat(15)}word`);
+  });
+});
+
+describe('excerpt (what a title request shows of the first turn)', () => {
+  it('keeps a short text whole', () => {
+    expect(excerpt('What are Redis Streams?', 100)).toBe('What are Redis Streams?');
+  });
+
+  it('cuts at 1500 characters, and below that to the token share of a small window', () => {
+    const prose = 'stone river '.repeat(400);
+    expect(excerpt(prose, 10_000)).toBe(prose.slice(0, 1500));
+    for (const text of [prose, '漢字'.repeat(1000), '\u{1F600}'.repeat(800)]) {
+      const cut = excerpt(text, 100);
+      expect(countTokens(cut)).toBeLessThanOrEqual(100);
+      expect(countTokens(cut)).toBeGreaterThan(50);
+      expect(text.startsWith(cut)).toBe(true);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { MessageRef, MessageStore } from '../history/message-store';
+import { countTokens, fixedPromptTokens, MESSAGE_FRAME_TOKENS } from '../history/token-count';
 import { about } from '../observability/log-fields';
 import { AI_PROVIDER, AiProvider } from './providers/ai-provider';
 
@@ -39,11 +40,17 @@ export class TitleWriter implements BeforeApplicationShutdown {
   private current: AbortController | null = null;
   private stopped = false;
 
+  /** Each excerpt's share of the window: the title prompt must fit it like any other (docs/design.md). */
+  private readonly excerptTokens: number;
+
   constructor(
     @Inject(AI_PROVIDER) private readonly provider: AiProvider,
     private readonly store: MessageStore,
     private readonly config: AppConfig,
-  ) {}
+  ) {
+    const room = config.context.windowTokens - TITLE_MAX_TOKENS - fixedPromptTokens(TITLE_PROMPT) - 2 * MESSAGE_FRAME_TOKENS - 16;
+    this.excerptTokens = Math.max(16, Math.floor(room / 2));
+  }
 
   /** The runner calls this before every generation: a running title gives way. */
   generationStarted(): void {
@@ -98,7 +105,7 @@ export class TitleWriter implements BeforeApplicationShutdown {
         { role: 'system' as const, content: TITLE_PROMPT },
         {
           role: 'user' as const,
-          content: `User: ${job.question.slice(0, EXCERPT_CHARS)}\n\nAssistant: ${job.answer.slice(0, EXCERPT_CHARS)}`,
+          content: `User: ${excerpt(job.question, this.excerptTokens)}\n\nAssistant: ${excerpt(job.answer, this.excerptTokens)}`,
         },
       ],
       think: 'low' as const,
@@ -145,4 +152,13 @@ export function cleanTitle(reply: string): string {
   }
   if (title.length > MAX_TITLE_CHARS) title = `${title.slice(0, MAX_TITLE_CHARS - 1).trimEnd()}…`;
   return title;
+}
+
+/** The start of a text, at most EXCERPT_CHARS characters and `maxTokens` tokens. */
+export function excerpt(text: string, maxTokens: number): string {
+  let cut = text.slice(0, EXCERPT_CHARS);
+  for (let tokens = countTokens(cut); tokens > maxTokens; tokens = countTokens(cut)) {
+    cut = cut.slice(0, Math.floor((cut.length * maxTokens) / tokens) - 1);
+  }
+  return cut;
 }
