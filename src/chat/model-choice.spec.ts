@@ -1,7 +1,7 @@
 import { BadRequestException, ConflictException, HttpException, Logger, NotFoundException } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
-import { appConnections, freshRedis, testRedisUrl } from '../../test/support/test-redis';
+import { appConnections, freshRedis, readCommandOf, testRedisUrl } from '../../test/support/test-redis';
 import { ModelCatalog } from '../ai/model-catalog';
 import { AiProvider, GenerationChunk, ProviderHealth } from '../ai/providers/ai-provider';
 import { AppConfig } from '../config/app-config';
@@ -11,8 +11,8 @@ import { DeadLetters } from '../event-bus/dead-letters';
 import { decodeCommand, decodeEvent } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
 import { SessionEventLog } from '../event-bus/session-event-log';
-import { KeyLayout, WORKER_GROUP } from '../event-bus/stream-names';
-import { parseRangeReply, parseReadReply } from '../event-bus/stream-reply';
+import { KeyLayout } from '../event-bus/stream-names';
+import { parseRangeReply } from '../event-bus/stream-reply';
 import { WorkerRegistry } from '../event-bus/worker-registry';
 import { MessageStore } from '../history/message-store';
 import { countTokens, fixedPromptTokens, MESSAGE_FRAME_TOKENS } from '../history/token-count';
@@ -120,19 +120,13 @@ describe('ChatService: models, the window, regenerate and edit (real Redis)', ()
 
   /** Answers the session's head as a worker would (read through the group, started, completed). */
   async function answer(sessionId: string, messageId: string): Promise<void> {
-    const { incoming } = layout.partitionOf(sessionId);
-    await redis.xgroup('CREATE', incoming, WORKER_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
-      if (!/BUSYGROUP/.test(err.message)) throw err;
-    });
-    const read = parseReadReply(await redis.xreadgroup('GROUP', WORKER_GROUP, 'w1', 'COUNT', 100, 'STREAMS', incoming, '>'));
-    const entry = read.find((e) => e.fields.join(' ').includes(messageId));
-    if (!entry) throw new Error(`no command for ${messageId}`);
     const ref = { sessionId, messageId };
-    const started = await store.start(ref, entry.id, 'w1', null);
+    const entryId = await readCommandOf(redis, layout, ref);
+    const started = await store.start(ref, entryId, 'w1', null);
     if (started.result !== 'started') throw new Error(started.result);
     const payload = { ...ref, content: 'an answer', usage: { promptTokens: 1, completionTokens: 1 } };
     const part = { content: 'an answer', createdAt: new Date().toISOString() };
-    expect((await store.finish(ref, entry.id, started.attempt, part, { type: 'chat.completed', payload }, null, 2)).result).toBe(
+    expect((await store.finish(ref, entryId, started.attempt, part, { type: 'chat.completed', payload }, null, 2)).result).toBe(
       'completed',
     );
   }

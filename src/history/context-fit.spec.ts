@@ -1,13 +1,13 @@
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
-import { appConnections, freshRedis, testRedisUrl } from '../../test/support/test-redis';
+import { appConnections, freshRedis, readCommandOf, testRedisUrl } from '../../test/support/test-redis';
 import { AppConfig } from '../config/app-config';
 import { validateEnvironment } from '../config/environment';
 import { ChatEvent, decodeEvent } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { KeyLayout, WORKER_GROUP } from '../event-bus/stream-names';
-import { parseRangeReply, parseReadReply } from '../event-bus/stream-reply';
+import { KeyLayout } from '../event-bus/stream-names';
+import { parseRangeReply } from '../event-bus/stream-reply';
 import { FinalEvent, MessageRef, MessageStore, StartOutcome, UNLIMITED_CONTEXT } from './message-store';
 import { FinalStatus } from './stored-message';
 import { MESSAGE_FRAME_TOKENS } from './token-count';
@@ -58,16 +58,7 @@ describe('MessageStore: the context fitted into the window (real Redis)', () => 
   const newSession = () => `s-${randomUUID()}`;
 
   /** Reads the message's command through the `ai-workers` group, as a worker does. */
-  async function claim(ref: MessageRef): Promise<string> {
-    const { incoming } = layout.partitionOf(ref.sessionId);
-    await redis.xgroup('CREATE', incoming, WORKER_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
-      if (!/BUSYGROUP/.test(err.message)) throw err;
-    });
-    const read = parseReadReply(await redis.xreadgroup('GROUP', WORKER_GROUP, 'w1', 'COUNT', 100, 'STREAMS', incoming, '>'));
-    const entry = read.find((e) => e.fields.join(' ').includes(ref.messageId));
-    if (!entry) throw new Error(`no command for ${ref.messageId}`);
-    return entry.id;
-  }
+  const claim = (ref: MessageRef): Promise<string> => readCommandOf(redis, layout, ref);
 
   function finalEvent(ref: MessageRef, status: FinalStatus, content: string): FinalEvent {
     if (status === 'completed')

@@ -1,11 +1,11 @@
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
-import { appConnections, freshRedis } from '../../test/support/test-redis';
+import { appConnections, freshRedis, readCommandOf } from '../../test/support/test-redis';
 import { decodeCommand, decodeEvent, DeliveredEvent } from '../event-bus/envelopes';
 import { RedisConnections } from '../event-bus/redis-connections';
-import { KeyLayout, WORKER_GROUP } from '../event-bus/stream-names';
-import { parseRangeReply, parseReadReply } from '../event-bus/stream-reply';
+import { KeyLayout } from '../event-bus/stream-names';
+import { parseRangeReply } from '../event-bus/stream-reply';
 import { MessageRef, MessageStore } from './message-store';
 
 /**
@@ -46,16 +46,10 @@ describe('MessageStore: a send that replaces the last message (real Redis)', () 
 
   /** Reads the message's command through the `ai-workers` group and starts it, as a worker does. */
   async function start(ref: MessageRef): Promise<{ entryId: string; attempt: number }> {
-    const { incoming } = layout.partitionOf(ref.sessionId);
-    await redis.xgroup('CREATE', incoming, WORKER_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
-      if (!/BUSYGROUP/.test(err.message)) throw err;
-    });
-    const read = parseReadReply(await redis.xreadgroup('GROUP', WORKER_GROUP, 'w1', 'COUNT', 100, 'STREAMS', incoming, '>'));
-    const entry = read.find((e) => e.fields.join(' ').includes(ref.messageId));
-    if (!entry) throw new Error(`no command for ${ref.messageId}`);
-    const started = await store.start(ref, entry.id, 'w1', null);
+    const entryId = await readCommandOf(redis, layout, ref);
+    const started = await store.start(ref, entryId, 'w1', null);
     if (started.result !== 'started') throw new Error(`not started: ${started.result}`);
-    return { entryId: entry.id, attempt: started.attempt };
+    return { entryId, attempt: started.attempt };
   }
 
   async function complete(ref: MessageRef, answer: string): Promise<void> {

@@ -3,6 +3,7 @@ import { AppConfig } from '../../src/config/app-config';
 import { validateEnvironment } from '../../src/config/environment';
 import { RedisConnections } from '../../src/event-bus/redis-connections';
 import { GLOBAL_KEYS, KeyLayout, WORKER_GROUP } from '../../src/event-bus/stream-names';
+import { parseReadReply } from '../../src/event-bus/stream-reply';
 
 /**
  * What a test runs against: one redis-server (projects unit, e2e) or a Redis Cluster (project
@@ -158,6 +159,26 @@ function field(reply: unknown, name: string): unknown {
   if (!Array.isArray(reply)) return undefined;
   for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] === name) return reply[i + 1];
   return undefined;
+}
+
+/**
+ * Reads a message's `chat.generate` through the `ai-workers` group as worker `consumer` does (the
+ * group made when missing) and returns its entry id: what a spec needs to `start` it by hand.
+ */
+export async function readCommandOf(
+  redis: TestRedis,
+  layout: KeyLayout,
+  ref: { sessionId: string; messageId: string },
+  consumer = 'w1',
+): Promise<string> {
+  const { incoming } = layout.partitionOf(ref.sessionId);
+  await redis.xgroup('CREATE', incoming, WORKER_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
+    if (!/BUSYGROUP/.test(err.message)) throw err;
+  });
+  const read = parseReadReply(await redis.xreadgroup('GROUP', WORKER_GROUP, consumer, 'COUNT', 100, 'STREAMS', incoming, '>'));
+  const entry = read.find((e) => e.fields.join(' ').includes(ref.messageId));
+  if (!entry) throw new Error(`no command for ${ref.messageId}`);
+  return entry.id;
 }
 
 /** Commands read by the `ai-workers` group and not yet acknowledged, over every partition. */
