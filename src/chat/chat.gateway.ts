@@ -178,57 +178,41 @@ export class ChatGateway
 
   /** Every send is acknowledged, whatever goes wrong: nothing escapes to Nest's `exception` event. */
   @SubscribeMessage('chat.send')
-  async onSend(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ messageId: string } | { error: ErrorBody }> {
-    try {
-      const input = await validatePayload(MessageInputDto, body);
-      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
-      const result = await this.chat.send({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
+  onSend(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ messageId: string } | { error: ErrorBody }> {
+    return acknowledged(MessageInputDto, body, async (input) => {
+      const result = await this.chat.send({ ...input, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
       return { messageId: result.messageId };
-    } catch (err) {
-      return { error: toErrorBody(err) };
-    }
+    });
   }
 
   @SubscribeMessage('chat.regenerate')
-  async onRegenerate(
+  onRegenerate(
     @ConnectedSocket() socket: ChatSocket,
     @MessageBody() body: unknown,
   ): Promise<{ messageId: string; replaces: string } | { error: ErrorBody }> {
-    try {
-      const input = await validatePayload(RegenerateMessageDto, body);
-      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
-      const result = await this.chat.regenerate({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
-      return { messageId: result.messageId, replaces: input.value.messageId };
-    } catch (err) {
-      return { error: toErrorBody(err) };
-    }
+    return acknowledged(RegenerateMessageDto, body, async (input) => {
+      const result = await this.chat.regenerate({ ...input, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
+      return { messageId: result.messageId, replaces: input.messageId };
+    });
   }
 
   @SubscribeMessage('chat.edit')
-  async onEdit(
+  onEdit(
     @ConnectedSocket() socket: ChatSocket,
     @MessageBody() body: unknown,
   ): Promise<{ messageId: string; replaces: string } | { error: ErrorBody }> {
-    try {
-      const input = await validatePayload(EditMessageDto, body);
-      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
-      const result = await this.chat.edit({ ...input.value, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
-      return { messageId: result.messageId, replaces: input.value.messageId };
-    } catch (err) {
-      return { error: toErrorBody(err) };
-    }
+    return acknowledged(EditMessageDto, body, async (input) => {
+      const result = await this.chat.edit({ ...input, sessionId: socket.data.sessionId, address: this.addressOf(socket) });
+      return { messageId: result.messageId, replaces: input.messageId };
+    });
   }
 
   @SubscribeMessage('chat.cancel')
-  async onCancel(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ ok: true } | { error: ErrorBody }> {
-    try {
-      const input = await validatePayload(CancelMessageDto, body);
-      if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
-      await this.chat.cancel(socket.data.sessionId, input.value.messageId);
-      return { ok: true };
-    } catch (err) {
-      return { error: toErrorBody(err) };
-    }
+  onCancel(@ConnectedSocket() socket: ChatSocket, @MessageBody() body: unknown): Promise<{ ok: true } | { error: ErrorBody }> {
+    return acknowledged(CancelMessageDto, body, async (input) => {
+      await this.chat.cancel(socket.data.sessionId, input.messageId);
+      return { ok: true as const };
+    });
   }
 
   /**
@@ -279,5 +263,23 @@ export class ChatGateway
 
   private emit(event: DeliveredEvent): void {
     this.server.to(roomOf(event.payload.sessionId)).emit(event.type, { ...event.payload, eventId: event.eventId });
+  }
+}
+
+/**
+ * A client event's acknowledgement: its payload validated as `dto` (400 otherwise), then `handle`'s
+ * answer, or the error as the HTTP API would answer it. Nothing escapes to Nest's `exception` event.
+ */
+async function acknowledged<T extends object, R>(
+  dto: new () => T,
+  body: unknown,
+  handle: (input: T) => Promise<R>,
+): Promise<R | { error: ErrorBody }> {
+  try {
+    const input = await validatePayload(dto, body);
+    if (!input.ok) return { error: { statusCode: 400, error: 'Bad Request', message: input.message } };
+    return await handle(input.value);
+  } catch (err) {
+    return { error: toErrorBody(err) };
   }
 }
